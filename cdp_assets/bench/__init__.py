@@ -1,0 +1,1 @@
+"""Benchmarks behind `cdp bench`: each measures the project's code side by side with a reference."""

@@ -1,0 +1,244 @@
+"""Deciding, for every staged line, what happens to it: discarded, duplicate, filtered or loaded.
+
+All in the warehouse, on the whole batch: the JSON is parsed there, not in Python. The result is the
+temporary table `_cls`, one row a line with its status, the reason or rule where it was not loaded, and
+the standard columns RudderStack derives from the envelope (ids, the four timestamps, ips, source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from cdp_assets.event_stream import spec
+from cdp_assets.event_stream.ledger import SCHEMA as LEDGER
+from cdp_assets.event_stream.naming import event_table_name
+from cdp_assets.event_stream.routing import json_pointer, routing_pointers, routing_rule_sql
+from cdp_assets.event_stream.transformations import Transformation
+
+# Envelope values read as text, in this order (b[1] .. b[17] in SQL).
+ENVELOPE = [
+    ("type",),
+    ("messageId",),
+    ("anonymousId",),
+    ("userId",),
+    ("event",),
+    ("receivedAt",),
+    ("sentAt",),
+    ("originalTimestamp",),
+    ("timestamp",),
+    ("channel",),
+    ("context", "ip"),
+    ("request_ip",),
+    ("name",),
+    ("properties", "name"),
+    ("groupId",),
+    ("previousId",),
+    ("context", "library", "name"),
+    ("integrations",),
+]
+
+# Line statuses. `blank` lines are ignored and not counted as lines.
+LOADED, FILTERED, DUPLICATE, DISCARDED, BLANK = "loaded", "filtered", "duplicate", "discarded", "blank"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """The warehouse as a RudderStack destination, for the context_destination_* columns."""
+
+    id: str
+    type: str
+
+
+def _macro_name(t: Transformation) -> str:
+    return f"cdp_transform_{t.name}"
+
+
+def classify(
+    conn: duckdb.DuckDBPyConnection,
+    transformations: list[Transformation],
+    destination: Destination,
+) -> None:
+    """Build `_cls` from `_raw` and `_chunk_files` (see staging)."""
+    # Everything classification reads comes out of one parse of each line: the envelope, then the values
+    # each transformation reads (its v[1..] are positions in the same list).
+    pointers = [json_pointer(*path) for path in ENVELOPE]
+    offsets = []
+    for t in transformations:
+        offsets.append(len(pointers))
+        pointers.extend(t.pointers)
+    extra_lists = "".join(
+        f", b[{offset + 1}:{offset + len(t.pointers)}] AS t{i}"
+        for i, (t, offset) in enumerate(zip(transformations, offsets, strict=True))
+    )
+    params: dict[str, object] = {"envelope": pointers, "max_bytes": spec.MAX_EVENT_BYTES}
+    for t in transformations:
+        conn.execute(f"CREATE OR REPLACE TEMP MACRO {_macro_name(t)}(v, p) AS ({t.predicate})")
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _offsets AS "
+        "SELECT filename, min(rowid) AS first_rowid FROM _raw WHERE line_no IS NULL GROUP BY filename"
+    )
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _parsed AS
+        WITH lines AS (
+            SELECT r.rowid AS seq, r.raw, f.file_idx, f.file_key, f.source_id, f.uploaded_at, r.forced,
+                   coalesce(r.line_no, r.rowid - o.first_rowid + 1) AS line_no,
+                   -- trim() copies the whole line: only lines starting with whitespace pay for it.
+                   CASE WHEN r.raw IS NULL THEN true
+                        WHEN r.raw[1] IN (' ', '\t', '\r') THEN trim(r.raw, ' \t\r') = ''
+                        ELSE false END AS blank,
+                   CASE WHEN starts_with(r.raw, '{{') THEN true
+                        WHEN r.raw[1] IN (' ', '\t', '\r') THEN starts_with(ltrim(r.raw, ' \t\r'), '{{')
+                        ELSE false END AS is_object,
+                   r.extra IS NOT NULL AS has_ctrl,
+                   strlen(r.raw) AS nbytes
+            FROM _raw r
+            JOIN _chunk_files f ON f.path = r.filename
+            LEFT JOIN _offsets o ON o.filename = r.filename
+        )
+        SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
+               is_object, b,
+               -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null.
+               CASE WHEN b IS NOT NULL AND b[{len(ENVELOPE)}] IS NULL
+                    THEN regexp_matches(raw, '"integrations"\\s*:\\s*null') END AS integrations_null
+               {extra_lists}
+        FROM (SELECT *, CASE WHEN NOT has_ctrl AND forced IS NULL AND nbytes <= $max_bytes AND is_object
+                             THEN TRY(json_extract_string(raw, $envelope)) END AS b
+              FROM lines)
+        """,
+        params,
+    )
+    _map_event_tables(conn)
+    transform_rules = " ".join(f"WHEN {_macro_name(t)}(t{i}, $p{i}) THEN $n{i}" for i, t in enumerate(transformations))
+    rule_params: dict[str, object] = {
+        "types": list(spec.EVENT_TYPES),
+        "source_types": list(spec.SOURCE_TYPES),
+        "source_type_names": list(spec.SOURCE_TYPES.values()),
+        "type_names": list(spec.TYPE_TABLES),
+        "type_tables": list(spec.TYPE_TABLES.values()),
+        "dest_id": destination.id,
+        "dest_type": destination.type,
+    }
+    for i, t in enumerate(transformations):
+        rule_params[f"p{i}"] = list(t.parameters)
+        rule_params[f"n{i}"] = f"transformation: {t.name}"
+    integrations = f"b[{len(ENVELOPE)}]"
+    routing = routing_rule_sql(integrations, "integrations_null", "rt[1]", "rt[2]")
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _cls AS
+        WITH v AS (
+            SELECT p.*,
+                CASE
+                    WHEN forced IS NOT NULL THEN forced
+                    WHEN blank THEN 'blank'
+                    WHEN has_ctrl THEN 'invalid_json'
+                    WHEN nbytes > $max_bytes THEN 'oversized'
+                    WHEN NOT is_object THEN 'not_an_object'
+                    WHEN b IS NULL THEN 'invalid_json'
+                    WHEN b[1] IS NULL OR NOT list_contains($types, b[1]) THEN 'unknown_type'
+                    WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'
+                END AS discard_reason,
+                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
+                CASE WHEN b IS NOT NULL THEN {routing} END AS route_rule
+            FROM (SELECT *, CASE WHEN starts_with({integrations}, '{{')
+                                 THEN json_extract({integrations}, $routing)::VARCHAR[] END AS rt
+                  FROM _parsed) p
+        ), d AS (
+            SELECT v.*,
+                discard_reason IS NULL
+                    AND (row_number() OVER (PARTITION BY message_id, discard_reason IS NULL ORDER BY seq) > 1
+                         OR message_id IN (SELECT message_id FROM {LEDGER}.messages)) AS is_duplicate,
+                CASE {transform_rules or "WHEN false THEN NULL"} END AS transform_rule
+            FROM v
+        ), s AS (
+            SELECT d.*,
+                CASE
+                    WHEN discard_reason = 'blank' THEN 'blank'
+                    WHEN discard_reason IS NOT NULL THEN 'discarded'
+                    WHEN is_duplicate THEN 'duplicate'
+                    WHEN route_rule IS NOT NULL OR transform_rule IS NOT NULL THEN 'filtered'
+                    ELSE 'loaded'
+                END AS status,
+                date_trunc('millisecond', TRY_CAST(b[6] AS TIMESTAMPTZ)) AS p_received,
+                date_trunc('millisecond', TRY_CAST(b[7] AS TIMESTAMPTZ)) AS p_sent,
+                date_trunc('millisecond', TRY_CAST(b[8] AS TIMESTAMPTZ)) AS p_original,
+                date_trunc('millisecond', TRY_CAST(b[9] AS TIMESTAMPTZ)) AS p_timestamp
+            FROM d
+        ), t AS (
+            SELECT s.*,
+                coalesce(p_received, date_trunc('millisecond', uploaded_at)) AS received_at,
+                coalesce(p_sent, p_received, date_trunc('millisecond', uploaded_at)) AS sent_at,
+                coalesce(p_original, p_received, date_trunc('millisecond', uploaded_at)) AS original_timestamp
+            FROM s
+        )
+        SELECT t.seq, t.file_idx, t.file_key, t.line_no, t.status,
+            CASE WHEN status = 'discarded' THEN discard_reason
+                 WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
+            t.message_id,
+            b[1] AS event_type,
+            CASE WHEN b[1] = 'track' THEN b[5] END AS event_text,
+            e.table_name AS event_table,
+            list_extract($type_tables, list_position($type_names, b[1])) AS type_table,
+            nullif(b[3], '') AS anonymous_id,
+            nullif(b[4], '') AS user_id,
+            t.sent_at,
+            -- RudderStack's clock-skew rule: the device's offset is removed from the server time.
+            coalesce(p_timestamp, t.received_at - (t.sent_at - t.original_timestamp)) AS "timestamp",
+            t.received_at,
+            t.original_timestamp,
+            b[10] AS channel,
+            coalesce(b[11], b[12]) AS context_ip,
+            b[12] AS context_request_ip,
+            b[11] AS context_passed_ip,
+            t.source_id AS context_source_id,
+            coalesce(list_extract($source_type_names, list_position($source_types, b[17])), b[17])
+                AS context_source_type,
+            $dest_id AS context_destination_id,
+            $dest_type AS context_destination_type,
+            CASE WHEN b[1] IN ('page', 'screen') THEN coalesce(b[13], b[14]) END AS name,
+            b[15] AS group_id,
+            b[16] AS previous_id
+        FROM t
+        LEFT JOIN _event_tables e ON b[1] = 'track' AND e.event_text = b[5]
+        """,
+        {**rule_params, "max_bytes": spec.MAX_EVENT_BYTES, "routing": routing_pointers()},
+    )
+    # Loaded events with their text, so each table's extraction is one filtered scan (a join with `_raw`
+    # per table probed every line); and the text of discarded lines for the load-errors table.
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _loaded AS
+           SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'loaded'"""
+    )
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _bad_lines AS
+           SELECT c.seq, r.raw, r.extra FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'discarded'"""
+    )
+    conn.execute("DROP TABLE _raw")
+
+
+def _map_event_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """Name each track event's table in Python, through the one naming function."""
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT b[5] FROM _parsed WHERE b[1] = 'track' AND b[5] IS NOT NULL"
+        ).fetchall()
+    ]
+    tables = [event_table_name(name) or None for name in names]
+    conn.execute("CREATE OR REPLACE TEMP TABLE _event_tables (event_text VARCHAR, table_name VARCHAR)")
+    if names:
+        conn.execute(
+            "INSERT INTO _event_tables SELECT unnest($names), unnest($tables)",
+            {"names": names, "tables": tables},
+        )
+
+
+def counts_by_file(conn: duckdb.DuckDBPyConnection) -> dict[int, dict[str, int]]:
+    """Lines per status per file of the batch."""
+    out: dict[int, dict[str, int]] = {}
+    for file_idx, status, count in conn.execute("SELECT file_idx, status, count(*) FROM _cls GROUP BY ALL").fetchall():
+        out.setdefault(file_idx, {})[status] = count
+    return out

@@ -1,0 +1,96 @@
+"""RudderStack's warehouse schema: event types, the tables they land in and their standard columns.
+
+Column kinds are RudderStack's (`int`, `float`, `boolean`, `datetime`, `string`); each engine maps them
+to its own types.
+"""
+
+from __future__ import annotations
+
+EVENT_TYPES = ("identify", "track", "page", "screen", "group", "alias")
+SCHEMA = "event_stream"
+DISCARDS_TABLE = "rudder_discards"
+USERS_TABLE = "users"
+
+# The table each event type lands in (track events also land in their own event table).
+TYPE_TABLES = {
+    "identify": "identifies",
+    "track": "tracks",
+    "page": "pages",
+    "screen": "screens",
+    "group": "groups",
+    "alias": "aliases",
+}
+STANDARD_EVENT_TABLES = tuple(TYPE_TABLES.values())
+
+# Columns every event table has, in the order they are created.
+COMMON_COLUMNS: dict[str, str] = {
+    "id": "string",
+    "anonymous_id": "string",
+    "user_id": "string",
+    "sent_at": "datetime",
+    "timestamp": "datetime",
+    "received_at": "datetime",
+    "original_timestamp": "datetime",
+    "channel": "string",
+    "context_ip": "string",
+    "context_request_ip": "string",
+    "context_passed_ip": "string",
+    "context_source_id": "string",
+    "context_source_type": "string",
+    "context_destination_id": "string",
+    "context_destination_type": "string",
+    "uuid_ts": "datetime",
+}
+TYPE_COLUMNS: dict[str, dict[str, str]] = {
+    "track": {"event_text": "string", "event": "string"},
+    "page": {"name": "string"},
+    "screen": {"name": "string"},
+    "group": {"group_id": "string"},
+    "alias": {"previous_id": "string"},
+    "identify": {},
+}
+DISCARDS_COLUMNS: dict[str, str] = {
+    "table_name": "string",
+    "row_id": "string",
+    "column_name": "string",
+    "column_value": "string",
+    "received_at": "datetime",
+    "uuid_ts": "datetime",
+    "reason": "string",
+}
+
+# The objects whose keys become columns, per type. Context is flattened for every type (under the
+# `context_` prefix); properties for track/page/screen; root traits for identify/group/alias.
+PAYLOAD_OBJECTS: dict[str, tuple[str, ...]] = {
+    "track": ("context", "properties"),
+    "page": ("context", "properties"),
+    "screen": ("context", "properties"),
+    "identify": ("context", "traits"),
+    "group": ("context", "traits"),
+    "alias": ("context", "traits"),
+}
+# Payload keys that a standard column is read from (so they are not collisions): context.ip is the
+# passed ip; a page's or screen's name falls back to properties.name, which the JS SDK always sets.
+STANDARD_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "context_ip": (("context", "ip"),),
+    "name": (("properties", "name"),),
+}
+
+# Source types RudderStack writes in `context_source_type`, by the SDK's library name.
+SOURCE_TYPES = {
+    "analytics-python": "Python",
+    "analytics-node": "Node",
+    "RudderLabs JavaScript SDK": "Javascript",
+}
+
+MAX_COLUMNS = 1600
+MAX_EVENT_BYTES = 32 * 1024
+
+
+def standard_columns(event_type: str) -> dict[str, str]:
+    return {**COMMON_COLUMNS, **TYPE_COLUMNS[event_type]}
+
+
+def users_columns(identifies_columns: dict[str, str]) -> dict[str, str]:
+    """`users` has the identifies schema without `user_id`; its `id` is the user id."""
+    return {name: kind for name, kind in identifies_columns.items() if name != "user_id"}

@@ -1,0 +1,549 @@
+"""Writing a classified batch into RudderStack's tables: flattening, typing, schema evolution, discards.
+
+Per batch: `discover` finds every payload path the loaded events hold; per target table, one query
+extracts the values of that table's paths (JSON pointers, bound as a parameter: no key from the data is
+ever written into SQL text) into the temporary table `_vals`; new columns get their kind from what the
+batch holds; then one INSERT converts every value to its column's kind, and values that do not fit
+become NULL plus a `rudder_discards` row.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+
+from cdp_assets.event_stream import spec
+from cdp_assets.event_stream.flatten import (
+    DATETIME_PATTERN,
+    ColumnPlan,
+    Path,
+    Shape,
+    decide_kind,
+    plan_columns,
+)
+from cdp_assets.event_stream.naming import quote
+from cdp_assets.event_stream.routing import json_pointer
+
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "datetime": "TIMESTAMPTZ",
+}
+_KIND_OF_TYPE = {
+    "VARCHAR": "string",
+    "BIGINT": "int",
+    "INTEGER": "int",
+    "HUGEINT": "int",
+    "DOUBLE": "float",
+    "FLOAT": "float",
+    "BOOLEAN": "boolean",
+    "TIMESTAMP WITH TIME ZONE": "datetime",
+    "TIMESTAMP": "datetime",
+    "DATE": "datetime",
+}
+
+# Values are handled as the text of their JSON ('"a"', '12', '1.5', 'true', '[1]', '{..}', 'null').
+# A NULL out of a present value is a conflict: RudderStack's "incompatible type" discard.
+MACROS = [
+    "cdp_present(f) AS f IS NOT NULL AND f NOT IN ('null', '\"\"') AND NOT starts_with(f, '{')",
+    "cdp_is_number(f) AS f IS NOT NULL AND NOT (starts_with(f, '\"') OR starts_with(f, '[') "
+    "OR starts_with(f, '{') OR f IN ('true', 'false', 'null'))",
+    "cdp_is_fraction(f) AS (contains(f, '.') OR contains(f, 'e') OR contains(f, 'E')) "
+    "AND TRY_CAST(f AS DOUBLE) <> trunc(TRY_CAST(f AS DOUBLE))",
+    # Escape-free strings are cut out directly; only strings with escapes go through the JSON parser.
+    "cdp_unquote(f) AS CASE WHEN f IS NULL OR f = 'null' THEN NULL WHEN NOT starts_with(f, '\"') THEN f "
+    "WHEN contains(f, '\\') THEN json_extract_string(f, '$') ELSE f[2:-1] END",
+    f"cdp_datetime_text(s) AS CASE WHEN length(s) <= 40 AND regexp_full_match(s, '{DATETIME_PATTERN}') "
+    "THEN TRY_CAST(s AS TIMESTAMPTZ) END",
+    "cdp_is_datetime(f) AS starts_with(f, '\"') AND length(f) BETWEEN 12 AND 42 AND substr(f, 6, 1) = '-' "
+    "AND cdp_datetime_text(f[2:-1]) IS NOT NULL",
+    "cdp_to_string(f) AS CASE WHEN starts_with(f, '{') THEN NULL ELSE nullif(cdp_unquote(f), '') END",
+    "cdp_to_int(f) AS CASE WHEN NOT cdp_is_number(f) THEN NULL "
+    "WHEN contains(f, '.') OR contains(f, 'e') OR contains(f, 'E') "
+    "THEN TRY_CAST(trunc(TRY_CAST(f AS DOUBLE)) AS BIGINT) ELSE TRY_CAST(f AS BIGINT) END",
+    "cdp_to_float(f) AS CASE WHEN cdp_is_number(f) THEN TRY_CAST(f AS DOUBLE) END",
+    "cdp_to_boolean(f) AS CASE f WHEN 'true' THEN true WHEN 'false' THEN false END",
+    "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') THEN cdp_datetime_text(cdp_unquote(f)) END",
+    "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
+    "WHEN f IN ('true', 'false') THEN 'boolean' ELSE 'number' END",
+]
+# What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects.
+MACROS.append(
+    "cdp_kind(f) AS CASE WHEN NOT cdp_present(f) THEN NULL "
+    "WHEN starts_with(f, '[') THEN 'string' "
+    "WHEN starts_with(f, '\"') THEN CASE WHEN cdp_is_datetime(f) THEN 'datetime' ELSE 'string' END "
+    "WHEN f IN ('true', 'false') THEN 'boolean' "
+    "WHEN cdp_is_fraction(f) THEN 'float' ELSE 'int' END"
+)
+
+# Whether a value's JSON text `{f}` fits a column kind, cheaply (a first character is enough for most).
+_FITS = {
+    "int": "cdp_is_number({f})",
+    "float": "cdp_is_number({f})",
+    "boolean": "{f} IN ('true', 'false')",
+    "datetime": "cdp_is_datetime({f})",
+}
+
+# Where the standard columns come from (`_cls` names them the same, except these).
+_STANDARD_SOURCES = {"id": "message_id", "event": "event_table"}
+
+# Shape discovery stops after this many rounds (each round groups the events by the keys they hold at
+# every known path and reads one event per new group); real streams settle in two or three.
+MAX_DISCOVERY_ROUNDS = 8
+
+
+def install_macros(conn: duckdb.DuckDBPyConnection) -> None:
+    for macro in MACROS:
+        conn.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
+
+
+def kind_of_type(sql_type: str) -> str:
+    return _KIND_OF_TYPE.get(sql_type.upper(), "string")
+
+
+@dataclass
+class TableWrite:
+    """What one table received from a batch."""
+
+    table: str
+    rows: int = 0
+    new_columns: dict[str, str] = field(default_factory=dict)
+    value_discards: int = 0
+
+
+@dataclass
+class KnownPaths:
+    """Payload objects known to exist; discovery groups events by the keys they hold at each of them.
+
+    Kept for the whole load and persisted in the ledger, so a load starts where the last one ended.
+    """
+
+    objects: set[Path] = field(default_factory=lambda: {(obj,) for obj in ("context", "properties", "traits")})
+
+
+GroupKey = tuple[str, str | None]  # (event type, event table)
+
+
+@dataclass
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    leaf: bool = False  # a value here feeds a column (or is discarded)
+    as_json: bool = False  # the leaf needs its JSON text (typed column or discard), not plain text
+    is_object: bool = False  # some event holds an object here
+
+
+class _Access:
+    """The from_json structure for a set of leaf paths, and each leaf's SQL over the parsed struct `j`.
+
+    Struct fields are reached by position (`struct_extract_at`), so no key is ever spelled in SQL. A node
+    a struct cannot hold (keys equal but for case, an empty key, or a node that is both a value and an
+    object) is parsed as JSON text and its leaves reached by JSON pointers, bound as `$ptr`.
+    """
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self.pointers: list[str] = []
+        # Values reached by pointer, computed next to the parse: `json_extract(...) AS p<n>`.
+        self.pointer_columns: list[str] = []
+
+    def add(self, path: Path, as_json: bool, objects: set[Path]) -> None:
+        node = self.root
+        for depth in range(len(path)):
+            node = node.children.setdefault(path[depth], _Node())
+            node.is_object = node.is_object or path[: depth + 1] in objects
+        node.leaf = True
+        node.as_json = node.as_json or as_json
+
+    @staticmethod
+    def _structable(node: _Node) -> bool:
+        keys = [key.lower() for key in node.children]
+        return bool(keys) and not node.leaf and "" not in keys and len(set(keys)) == len(keys)
+
+    def _spec(self, node: _Node) -> object:
+        if self._structable(node):
+            return {key: self._spec(child) for key, child in node.children.items()}
+        if node.children or node.as_json or node.is_object:
+            return "JSON"
+        return "VARCHAR"
+
+    def structure(self) -> dict:
+        return {key: self._spec(child) for key, child in self.root.children.items()}
+
+    def expressions(self) -> dict[Path, tuple[str, bool]]:
+        """Leaf path -> (SQL giving its value as text, whether that text is JSON)."""
+        out: dict[Path, tuple[str, bool]] = {}
+        for index, (key, child) in enumerate(self.root.children.items(), start=1):
+            self._walk(child, (key,), f"struct_extract_at(j, {index})", out)
+        return out
+
+    def _walk(self, node: _Node, path: Path, expr: str, out: dict) -> None:
+        spec_ = self._spec(node)
+        if isinstance(spec_, dict):
+            for index, (key, child) in enumerate(node.children.items(), start=1):
+                self._walk(child, (*path, key), f"struct_extract_at({expr}, {index})", out)
+            return
+        if spec_ == "VARCHAR":
+            out[path] = (expr, False)
+            return
+        # JSON text, as VARCHAR: a JSON-typed value would make every expression mixing it with text JSON.
+        expr = f"{expr}::VARCHAR"
+        if node.leaf:
+            value = expr if not node.children else f"CASE WHEN starts_with({expr}, '{{') THEN NULL ELSE {expr} END"
+            out[path] = (value, True)
+        for sub, _child in self._leaves_below(node, ()):
+            self.pointers.append(json_pointer(*sub))
+            n = len(self.pointers)
+            self.pointer_columns.append(f"json_extract({expr}, $ptr[{n}])::VARCHAR AS p{n}")
+            out[(*path, *sub)] = (f"p{n}", True)
+
+    def _leaves_below(self, node: _Node, prefix: tuple) -> list[tuple[tuple, _Node]]:
+        found = []
+        for key, child in node.children.items():
+            if child.leaf:
+                found.append(((*prefix, key), child))
+            found.extend(self._leaves_below(child, (*prefix, key)))
+        return found
+
+
+@dataclass
+class Prepared:
+    """One table's rows of a batch, extracted into `vals` (one text column per path), before insert."""
+
+    table: str
+    event_type: str
+    plan: ColumnPlan
+    vals: str
+    slot: dict[Path, int]  # path -> its column f<slot> in `vals`
+    is_json: dict[Path, bool]
+    new_objects: set[Path]  # leaf paths holding an object in some event: discovery missed them
+
+
+class TableWriter:
+    """Writes the loaded events (`_loaded`, with their standard columns in `_cls`) into one schema."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, schema: str, uuid_ts: datetime):
+        self.conn = conn
+        self.schema = schema
+        self.uuid_ts = uuid_ts
+        self.existing = self._existing_columns()
+        self._vals_count = 0
+
+    def _existing_columns(self) -> dict[str, dict[str, str]]:
+        rows = self.conn.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = ? ORDER BY table_name, column_index",
+            [self.schema],
+        ).fetchall()
+        tables: dict[str, dict[str, str]] = {}
+        for table, column, dtype in rows:
+            tables.setdefault(table, {})[column] = kind_of_type(dtype)
+        return tables
+
+    def _table(self, name: str) -> str:
+        return f"{quote(self.schema)}.{quote(name)}"
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def ensure_table(self, table: str, columns: dict[str, str]) -> None:
+        """Create the table, or add the columns it lacks (schema evolution: new keys add columns)."""
+        have = self.existing.get(table)
+        if have is None:
+            cols = ", ".join(f"{quote(c)} {SQL_TYPES[k]}" for c, k in columns.items())
+            self.conn.execute(f"CREATE TABLE {self._table(table)} ({cols})")
+            self.existing[table] = dict(columns)
+            return
+        for column, kind in columns.items():
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE {self._table(table)} ADD COLUMN {quote(column)} {SQL_TYPES[kind]}")
+                have[column] = kind
+
+    def ensure_standard_tables(self) -> None:
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+        for event_type, table in spec.TYPE_TABLES.items():
+            self.ensure_table(table, spec.standard_columns(event_type))
+        self.ensure_table(spec.USERS_TABLE, spec.users_columns(spec.standard_columns("identify")))
+        self.ensure_table(spec.DISCARDS_TABLE, spec.DISCARDS_COLUMNS)
+
+    # -- discovery ---------------------------------------------------------------------------------
+
+    def discover(self, known: KnownPaths) -> dict[GroupKey, Shape]:
+        """The payload paths of the loaded events, per (type, event table).
+
+        Events are grouped by the keys they hold at every known object; one event per group is read in
+        Python, and objects it reveals are added until none is new. Events of one group hold the same
+        keys everywhere that is known, so every distinct set of paths is read. (A value that is an object
+        where others have a scalar shows up at extraction, see `prepare`.)
+        """
+        shapes: dict[GroupKey, Shape] = {}
+        read: set[int] = set()
+        for _round in range(MAX_DISCOVERY_ROUNDS):
+            pointers = [json_pointer(*p) for p in sorted(known.objects)]
+            groups = self.conn.execute(
+                """SELECT event_type, event_table, min(seq) AS first_seq FROM _loaded
+                   GROUP BY event_type, event_table, hash(json_keys(raw, $pointers))""",
+                {"pointers": pointers},
+            ).fetchall()
+            todo = {seq: (etype, etable) for etype, etable, seq in groups if seq not in read}
+            if not todo:
+                break
+            before = len(known.objects)
+            for seq, raw in self.conn.execute(
+                "SELECT seq, raw FROM _loaded WHERE seq IN (SELECT unnest($seqs))", {"seqs": list(todo)}
+            ).fetchall():
+                read.add(seq)
+                key = todo[seq]
+                shape = shapes.setdefault(key, Shape())
+                shape.add_event(json.loads(raw), spec.PAYLOAD_OBJECTS[key[0]])
+                known.objects |= shape.objects
+            if len(known.objects) == before:
+                break
+        else:
+            raise RuntimeError(f"event shapes did not settle in {MAX_DISCOVERY_ROUNDS} rounds")
+        return shapes
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        table: str,
+        event_type: str,
+        shape: Shape,
+        objects: set[Path],
+        where: str,
+        params: dict,
+    ) -> Prepared:
+        """Extract the loaded rows selected by `where` (over `_loaded l`) for `table`: one parse each."""
+        standard = spec.standard_columns(event_type)
+        self.ensure_table(table, standard)
+        columns = self.existing[table]
+        plan = plan_columns(table, event_type, shape.leaves, columns)
+        access = _Access()
+        for column, paths in plan.columns.items():
+            kind = columns.get(column)
+            plain = kind == "string" or (kind is None and all(p in shape.proven_strings for p in paths))
+            for path in paths:
+                access.add(path, not plain, objects)
+        for rejected in plan.rejected:
+            access.add(rejected.path, True, objects)
+        structure = access.structure()
+        expressions = access.expressions()
+        paths = list(expressions)
+        slot = {path: i for i, path in enumerate(paths, start=1)}
+        self._vals_count += 1
+        vals = f"_vals_{self._vals_count}"
+        std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
+        bound = {**params, "uuid_ts": self.uuid_ts}
+        source = f"_loaded l WHERE {where}"
+        if structure:
+            # The parsed struct is stored once; the view below reaches into it per column, cheaply.
+            bound["spec"] = json.dumps(structure)
+            if access.pointers:
+                bound["ptr"] = access.pointers
+                # MATERIALIZED: inlined, the parse would run again for every pointer column.
+                self.conn.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE {vals}_data AS
+                        WITH src AS MATERIALIZED (
+                            SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source})
+                        SELECT *, {", ".join(access.pointer_columns)} FROM src""",
+                    bound,
+                )
+            else:
+                self.conn.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {vals}_data AS "
+                    f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source}",
+                    bound,
+                )
+            values = ", ".join(f"{expressions[p][0]} AS f{slot[p]}" for p in paths)
+            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT *, {values} FROM {vals}_data")
+        else:
+            self.conn.execute(
+                f"CREATE OR REPLACE TEMP TABLE {vals}_data AS SELECT l.seq, {std}, $uuid_ts AS uuid_ts FROM {source}",
+                bound,
+            )
+            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT * FROM {vals}_data")
+        is_json = {path: expressions[path][1] for path in paths}
+        # A plain leaf whose value is an object somewhere: RudderStack flattens it, so it must be known.
+        leaves = [p for p in paths if p not in objects]
+        new_objects: set[Path] = set()
+        if leaves:
+            hits = self.conn.execute(
+                f"SELECT [{', '.join(f'bool_or(starts_with(f{slot[p]}, {chr(39)}{{{chr(39)}))' for p in leaves)}] "
+                f"FROM {vals}"
+            ).fetchone()[0]
+            new_objects = {path for path, hit in zip(leaves, hits, strict=True) if hit}
+        return Prepared(table, event_type, plan, vals, slot, is_json, new_objects)
+
+    def insert(self, prepared: Prepared) -> TableWrite:
+        """Settle new columns' kinds, add them, and insert the prepared rows converted to their kinds."""
+        table, plan, vals, slot = prepared.table, prepared.plan, prepared.vals, prepared.slot
+        standard = spec.standard_columns(prepared.event_type)
+        columns = self.existing[table]
+        new = [column for column in plan.columns if column not in columns]
+        typed_new = [c for c in new if any(prepared.is_json[p] for p in plan.columns[c])]
+        kinds = self._kinds_seen(typed_new, prepared) if typed_new else {}
+        new_columns: dict[str, str] = {}
+        for column in new:
+            kind = decide_kind(kinds[column]) if column in kinds else self._plain_kind(vals, plan, slot, column)
+            if kind is not None:
+                new_columns[column] = kind
+        self.ensure_table(table, new_columns)
+        columns = self.existing[table]
+        feeding = {c: p for c, p in plan.columns.items() if c in columns}
+
+        target = [quote(name) for name in standard]
+        select = [quote(_STANDARD_SOURCES.get(name, name)) for name in standard]
+        for column, paths in feeding.items():
+            parts = [self._convert(columns[column], prepared, path) for path in paths]
+            select.append(parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})")
+            target.append(quote(column))
+        self.conn.execute(
+            f"INSERT INTO {self._table(table)} ({', '.join(target)}) SELECT {', '.join(select)} FROM {vals}"
+        )
+        result = TableWrite(table, new_columns=new_columns)
+        result.rows = self.conn.execute(f"SELECT count(*) FROM {vals}").fetchone()[0]
+        checked = [
+            (column, path)
+            for column, paths in feeding.items()
+            if columns[column] != "string"
+            and (column not in new_columns or set(kinds[column]) - {columns[column]} - _widening(columns[column]))
+            for path in paths
+        ]
+        result.value_discards = self._discards(prepared, columns, checked)
+        self.drop(prepared)
+        return result
+
+    def drop(self, prepared: Prepared) -> None:
+        self.conn.execute(f"DROP VIEW IF EXISTS {prepared.vals}")
+        self.conn.execute(f"DROP TABLE IF EXISTS {prepared.vals}_data")
+
+    @staticmethod
+    def _convert(kind: str, prepared: Prepared, path: Path) -> str:
+        f = f"f{prepared.slot[path]}"
+        if not prepared.is_json[path]:
+            if kind != "string":  # plain text only ever feeds string columns
+                raise ValueError(f"{path} is extracted as text but feeds a {kind} column")
+            return f"nullif({f}, '')"
+        return f"cdp_to_{kind}({f})"
+
+    def _plain_kind(self, vals: str, plan: ColumnPlan, slot: dict[Path, int], column: str) -> str | None:
+        """A new column whose values are proven strings: string, unless every value is null or ""."""
+        present = " OR ".join(f"nullif(f{slot[p]}, '') IS NOT NULL" for p in plan.columns[column])
+        found = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {vals} WHERE {present} LIMIT 1)").fetchone()
+        return "string" if found[0] else None
+
+    def _kinds_seen(self, columns: list[str], prepared: Prepared) -> dict[str, dict]:
+        """For each new column, the first sequence number at which each value kind arrived."""
+        slots = [(column, prepared.slot[path]) for column in columns for path in prepared.plan.columns[column]]
+        kinds = ", ".join(
+            f"cdp_kind(f{index})"
+            if prepared.is_json[path]
+            else f"CASE WHEN nullif(f{index}, '') IS NOT NULL THEN 'string' END"
+            for (column, index), path in zip(slots, [p for c in columns for p in prepared.plan.columns[c]], strict=True)
+        )
+        # One kind per value, then one small aggregate: (slot, kind) -> first sequence number.
+        rows = self.conn.execute(
+            f"""SELECT slot, kind, min(seq) FROM (
+                    SELECT seq, unnest(range(1, $n + 1)) AS slot, unnest([{kinds}]) AS kind FROM {prepared.vals})
+                WHERE kind IS NOT NULL GROUP BY ALL""",
+            {"n": len(slots)},
+        ).fetchall()
+        seen: dict[str, dict] = {column: {} for column in columns}
+        for index, kind, first in rows:
+            column = slots[index - 1][0]
+            if kind not in seen[column] or first < seen[column][kind]:
+                seen[column][kind] = first
+        return seen
+
+    def _discards(self, prepared: Prepared, columns: dict[str, str], checked: list[tuple[str, Path]]) -> int:
+        """Record every value that could not go into its column (kept as text, with the reason)."""
+        entries = []
+        names: list[str] = []
+        reasons: list[str] = []
+        checked = self._may_conflict(prepared, columns, checked)
+        for column, path in checked:
+            f = f"f{prepared.slot[path]}"
+            kind = columns[column]
+            names.append(column)
+            reasons.append(f"cannot convert to {kind}: value is a ")
+            entries.append(
+                f"struct_pack(column_name := $dn[{len(names)}], column_value := cdp_unquote({f}), "
+                f"reason := $dr[{len(names)}] || cdp_value_kind({f}), "
+                f"bad := cdp_present({f}) AND cdp_to_{kind}({f}) IS NULL)"
+            )
+        for rejected in prepared.plan.rejected:
+            f = f"f{prepared.slot[rejected.path]}"
+            names.append(rejected.column or json_pointer(*rejected.path))
+            reasons.append(f"{rejected.reason}; value is a ")
+            entries.append(
+                f"struct_pack(column_name := $dn[{len(names)}], column_value := cdp_unquote({f}), "
+                f"reason := $dr[{len(names)}] || cdp_value_kind({f}), bad := cdp_present({f}))"
+            )
+        if not entries:
+            return 0
+        discards = self._table(spec.DISCARDS_TABLE)
+        before = self.conn.execute(f"SELECT count(*) FROM {discards}").fetchone()[0]
+        self.conn.execute(
+            f"""INSERT INTO {discards} (table_name, row_id, column_name, column_value, received_at, uuid_ts, reason)
+                SELECT $table, id, d.column_name, d.column_value, received_at, uuid_ts, d.reason
+                FROM (SELECT message_id AS id, received_at, uuid_ts,
+                             unnest(list_filter([{", ".join(entries)}], lambda e: e.bad)) AS d
+                      FROM {prepared.vals})""",
+            {"dn": names, "dr": reasons, "table": prepared.table},
+        )
+        return self.conn.execute(f"SELECT count(*) FROM {discards}").fetchone()[0] - before
+
+    def _may_conflict(
+        self, prepared: Prepared, columns: dict[str, str], checked: list[tuple[str, Path]]
+    ) -> list[tuple[str, Path]]:
+        """The typed columns that actually received a value they cannot hold: one cheap scan, so the
+        costly per-value discard query runs only for them (and usually not at all)."""
+        if not checked:
+            return []
+        tests = []
+        for column, path in checked:
+            f = f"f{prepared.slot[path]}"
+            tests.append(f"bool_or(cdp_present({f}) AND NOT ({_FITS[columns[column]].format(f=f)}))")
+        hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {prepared.vals}").fetchone()[0]
+        return [pair for pair, hit in zip(checked, hits, strict=True) if hit]
+
+    # -- users -------------------------------------------------------------------------------------
+
+    def refresh_users(self) -> int:
+        """Recompute `users` for the user ids this batch identified."""
+        return self.rebuild_users(
+            "SELECT DISTINCT user_id FROM _cls WHERE status = 'loaded' AND event_type = 'identify' "
+            "AND user_id IS NOT NULL AND trim(user_id) <> ''"
+        )
+
+    def rebuild_users(self, affected: str) -> int:
+        """Rebuild the `users` rows of the ids `affected` (an SQL query of user ids) from `identifies`:
+        the latest non-null value per column, RudderStack's rule. Returns how many ids were affected."""
+        identifies = self.existing[spec.TYPE_TABLES["identify"]]
+        columns = spec.users_columns(identifies)
+        self.ensure_table(spec.USERS_TABLE, columns)
+        count = self.conn.execute(f"SELECT count(*) FROM ({affected})").fetchone()[0]
+        if not count:
+            return 0
+        users = self._table(spec.USERS_TABLE)
+        self.conn.execute(f"DELETE FROM {users} WHERE id IN ({affected})")
+        # Ties on received_at are broken by a hash of the message id, so a rebuild gives the same row.
+        names = [c for c in columns if c != "id"]
+        values = [f"arg_max({quote(c)}, _ord) FILTER (WHERE {quote(c)} IS NOT NULL)" for c in names]
+        self.conn.execute(
+            f"""INSERT INTO {users} (id, {", ".join(quote(c) for c in names)})
+                SELECT user_id, {", ".join(values)} FROM (
+                    SELECT *, epoch_us(received_at)::HUGEINT * 1024 + hash(id) % 1024 AS _ord
+                    FROM {self._table(spec.TYPE_TABLES["identify"])} WHERE user_id IN ({affected}))
+                GROUP BY user_id"""
+        )
+        return count
+
+
+def _widening(kind: str) -> set[str]:
+    """Value kinds a column of `kind` takes without a discard besides its own."""
+    return {"int": {"float"}, "float": {"int"}}.get(kind, set())

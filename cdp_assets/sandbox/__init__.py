@@ -1,0 +1,1 @@
+"""Local stand-ins for the external world: seeded people and companies, synthetic event dumps."""
