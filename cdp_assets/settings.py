@@ -28,8 +28,10 @@ class Settings:
     landing_url: str
     aws_endpoint_url: str | None
     warehouse_engine: str
-    # Loader tuning: how many landing files one transaction loads. Bounds memory per chunk.
+    # Loader tuning: one transaction loads at most this many files and this many compressed megabytes
+    # (about 200,000 events at the default), which bounds the memory a load needs.
     load_chunk_files: int
+    load_chunk_mb: int
     # Names of transformations (see event_stream/transformations.py) applied before the warehouse.
     warehouse_transformations: tuple[str, ...]
     discard_ratio_threshold: float
@@ -93,7 +95,8 @@ def get_settings() -> Settings:
         landing_url=landing_url,
         aws_endpoint_url=_env("AWS_ENDPOINT_URL"),
         warehouse_engine=engine,
-        load_chunk_files=_int("CDP_LOAD_CHUNK_FILES", 20),
+        load_chunk_files=_int("CDP_LOAD_CHUNK_FILES", 2000),
+        load_chunk_mb=_int("CDP_LOAD_CHUNK_MB", 32),
         warehouse_transformations=transformations,
         discard_ratio_threshold=_float("CDP_DISCARD_RATIO_THRESHOLD", 0.05),
         tracks_freshness_hours=_float("CDP_TRACKS_FRESHNESS_HOURS", 2.0),

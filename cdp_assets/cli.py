@@ -1,0 +1,329 @@
+"""The `cdp` command: generate events, load them, run the main job, benchmark.
+
+Every subcommand reads its defaults from the environment through `settings` and prints machine-readable
+JSON as its last line of output, so scripts and tests can use it as well as people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from cdp_assets.settings import SettingsError, get_settings
+
+
+def _print_json(data: dict) -> None:
+    print(json.dumps(data, default=str, separators=(",", ":")), flush=True)
+
+
+def _parse_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date-time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 0.5:
+        raise argparse.ArgumentTypeError("must be between 0 and 0.5")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# -- generate-events -----------------------------------------------------------------------------
+
+
+def cmd_generate_events(args: argparse.Namespace) -> int:
+    from cdp_assets.event_stream.landing import landing_store
+    from cdp_assets.sandbox.event_generator import generate_events
+
+    settings = get_settings()
+    store = landing_store(args.out or settings.landing_url, settings.aws_endpoint_url)
+    summary = generate_events(
+        store,
+        args.events,
+        seed=args.seed,
+        start=args.start,
+        bad_fraction=args.bad_fraction,
+        events_per_file=args.events_per_file,
+    )
+    print(f"wrote {summary.events} events in {len(summary.files)} files to {store.url}", file=sys.stderr)
+    data = summary.to_dict()
+    data["files"] = len(summary.files)
+    _print_json(data)
+    return 0
+
+
+# -- load-events ---------------------------------------------------------------------------------
+
+
+def _load_options(settings, chunk_files: int | None, transformations: str | None):
+    from cdp_assets.event_stream.classify import Destination
+    from cdp_assets.event_stream.loader import LoadOptions
+    from cdp_assets.event_stream.transformations import resolve
+
+    names = (
+        tuple(n.strip() for n in transformations.split(",") if n.strip())
+        if transformations is not None
+        else settings.warehouse_transformations
+    )
+    return LoadOptions(
+        chunk_files=chunk_files or settings.load_chunk_files,
+        chunk_bytes=settings.load_chunk_mb * 1024 * 1024,
+        transformations=tuple(resolve(names)),
+        destination=Destination(id="cdp-warehouse", type=settings.warehouse_engine.upper()),
+    )
+
+
+def _progress(event: str, data: dict) -> None:
+    if event == "listed":
+        print(f"{data['pending_files']} landing file(s) to load", file=sys.stderr, flush=True)
+    elif event == "chunk_committed":
+        print(f"chunk {data['chunk']}: {data['files']} file(s), {data['lines']} lines so far", file=sys.stderr)
+
+
+def _summary_line(summary) -> dict:
+    data = summary.to_dict()
+    keys = ("files", "lines", "loaded", "filtered", "duplicates", "discarded", "blank_lines", "value_discards")
+    out = {key: data[key] for key in keys}
+    out.update(
+        tables=data["tables"],
+        discard_reasons=data["discard_reasons"],
+        filter_rules=data["filter_rules"],
+        corrupt_files=data["corrupt_files"],
+        new_columns=data["new_columns"],
+        seconds=data["seconds"],
+        load_id=data["load_id"],
+    )
+    return out
+
+
+def cmd_load_events(args: argparse.Namespace) -> int:
+    from cdp_assets.event_stream.landing import landing_store
+    from cdp_assets.event_stream.loader import load_events
+    from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
+
+    settings = get_settings()
+    store = landing_store(args.landing or settings.landing_url, settings.aws_endpoint_url)
+    warehouse = DuckDBWarehouse(args.warehouse) if args.warehouse else _warehouse(settings)
+    options = _load_options(settings, args.chunk_files, args.transformations)
+    summary = load_events(store, warehouse, options, progress=_progress)
+    _print_json(_summary_line(summary))
+    return 0
+
+
+def cmd_reload_events(args: argparse.Namespace) -> int:
+    from cdp_assets.event_stream.landing import landing_store
+    from cdp_assets.event_stream.loader import forget_range, load_events
+
+    if args.end < args.start:
+        raise SystemExit("--to must not be before --from")
+    settings = get_settings()
+    store = landing_store(args.landing or settings.landing_url, settings.aws_endpoint_url)
+    warehouse = _warehouse(settings)
+    forgotten = forget_range(warehouse, args.start, args.end)
+    print(f"forgot {forgotten} for uploads {args.start}..{args.end}", file=sys.stderr)
+    summary = load_events(store, warehouse, _load_options(settings, None, None), progress=_progress)
+    _print_json({**_summary_line(summary), "forgotten": forgotten})
+    return 0
+
+
+def _warehouse(settings):
+    from cdp_assets.warehouse import open_warehouse
+
+    return open_warehouse(settings)
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def prepare_dagster_home(home: Path) -> None:
+    """Make DAGSTER_HOME exist with the project's instance config (run queue, no overlapping loads)."""
+    home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).parent / "defs" / "dagster.yaml"
+    target = home / "dagster.yaml"
+    if template.exists() and not target.exists():
+        shutil.copyfile(template, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cdp_assets.event_stream.landing import landing_store
+    from cdp_assets.sandbox.event_generator import generate_events
+
+    settings = get_settings()
+    if settings.env != "local":
+        raise SystemExit("cdp demo runs on the embedded default only (CDP_ENV=local)")
+    if args.fresh and settings.data_dir.exists():
+        shutil.rmtree(settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("CDP_DUCKDB_PATH", str(settings.duckdb_path))
+    prepare_dagster_home(settings.dagster_home)
+
+    store = landing_store(settings.landing_url, settings.aws_endpoint_url)
+    existing = sum(1 for _ in store.list_files())
+    if existing:
+        print(f"landing already has {existing} file(s): not generating (use --fresh to start over)", file=sys.stderr)
+    else:
+        summary = generate_events(store, args.events, seed=args.seed, bad_fraction=args.bad_fraction)
+        print(f"generated {summary.events} events in {len(summary.files)} files", file=sys.stderr)
+
+    from dagster import DagsterInstance
+
+    from cdp_assets.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("cdp_main_job")
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    report = demo_report(settings, result.success, result.run_id)
+    print(report["text"], file=sys.stderr)
+    _print_json(report["data"])
+    return 0 if result.success else 1
+
+
+_LOAD_FIELDS = ("files", "lines", "loaded", "filtered", "duplicates", "discarded", "value_discards")
+
+
+def demo_report(settings, success: bool, run_id: str) -> dict:
+    """What the demo did, read back from the warehouse (rows per table, discards, where things are)."""
+    import duckdb
+
+    conn = duckdb.connect(str(settings.duckdb_path), read_only=True)
+    try:
+        tables = dict(
+            conn.execute(
+                "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
+                "WHERE schema_name IN ('event_stream', 'staging') ORDER BY 1"
+            ).fetchall()
+        )
+        views = [
+            row[0]
+            for row in conn.execute(
+                "SELECT schema_name || '.' || view_name FROM duckdb_views() "
+                "WHERE NOT internal AND schema_name = 'staging'"
+            ).fetchall()
+        ]
+        last = conn.execute(
+            f"SELECT {', '.join(_LOAD_FIELDS)} FROM event_load.loads ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        reasons = dict(conn.execute("SELECT reason, count(*) FROM event_load.load_errors GROUP BY 1").fetchall())
+    finally:
+        conn.close()
+    data = {
+        "success": success,
+        "run_id": run_id,
+        "warehouse": str(settings.duckdb_path),
+        "tables": tables,
+        "staging_views": views,
+        "last_load": dict(zip(_LOAD_FIELDS, last, strict=True)) if last else {},
+        "discard_reasons": reasons,
+    }
+    lines = [
+        f"main job {'succeeded' if success else 'FAILED'} (run {run_id})",
+        f"warehouse: {settings.duckdb_path}",
+        *(f"  {name:45s} {rows:>10,} rows" for name, rows in tables.items()),
+        f"  staging views: {', '.join(views) or 'none'}",
+        f"line discards by reason: {reasons or 'none'}",
+        f"open the UI:  make ui   (or: DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev)",
+    ]
+    return {"data": data, "text": "\n".join(lines)}
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from cdp_assets.bench.ingest import format_report, run
+
+    result = run(args.events, seed=args.seed, workdir=args.workdir)
+    print(format_report(result), file=sys.stderr)
+    _print_json(result)
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate-events", help="write synthetic RudderStack dump files")
+    gen.add_argument("--out", help="folder or s3://bucket/prefix (default: CDP_LANDING_URL)")
+    gen.add_argument("--events", type=_positive, required=True)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.add_argument("--start", type=_parse_datetime, help="time of the first event (default: ends about now)")
+    gen.add_argument("--bad-fraction", type=_fraction, default=0.0, help="share of bad lines, 0..0.5")
+    gen.add_argument("--events-per-file", type=_positive, default=10_000)
+    gen.set_defaults(func=cmd_generate_events)
+
+    load = sub.add_parser("load-events", help="load new landing files into the warehouse")
+    load.add_argument("--landing", help="folder or s3://bucket/prefix (default: CDP_LANDING_URL)")
+    load.add_argument("--warehouse", help="DuckDB file (default: CDP_DUCKDB_PATH)")
+    load.add_argument("--chunk-files", type=_positive, help="at most this many files per transaction")
+    load.add_argument("--transformations", help="comma-separated names (default: CDP_WAREHOUSE_TRANSFORMATIONS)")
+    load.set_defaults(func=cmd_load_events)
+
+    reload = sub.add_parser("reload-events", help="backfill: load again the files uploaded in a date range")
+    reload.add_argument("--from", dest="start", type=_parse_date, required=True)
+    reload.add_argument("--to", dest="end", type=_parse_date, required=True)
+    reload.add_argument("--landing", help="folder or s3://bucket/prefix (default: CDP_LANDING_URL)")
+    reload.set_defaults(func=cmd_reload_events)
+
+    demo = sub.add_parser("demo", help="run the main job end to end on the embedded default")
+    demo.add_argument("--events", type=_positive, default=50_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--bad-fraction", type=_fraction, default=0.002)
+    demo.add_argument("--fresh", action="store_true", help="delete the data folder first")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    ingest = bench_sub.add_parser("ingest", help="event load against a naive DuckDB load of the same files")
+    ingest.add_argument("--events", type=_positive, default=1_000_000)
+    ingest.add_argument("--seed", type=int, default=7)
+    ingest.add_argument("--workdir", type=Path, help="where the generated files go (default: a temp folder)")
+    ingest.set_defaults(func=cmd_bench_ingest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"cdp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the command line reports, it does not dump a traceback at users
+        from cdp_assets.event_stream.landing import LandingError
+        from cdp_assets.event_stream.transformations import UnknownTransformation
+        from cdp_assets.warehouse import WarehouseError
+
+        if isinstance(exc, LandingError | WarehouseError | UnknownTransformation):
+            print(f"cdp: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

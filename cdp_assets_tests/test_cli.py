@@ -1,0 +1,107 @@
+"""The `cdp` command as users run it: a subprocess, its last line of output being JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+
+def cdp(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "cdp_assets.cli", *args], capture_output=True, text=True, env=dict(os.environ)
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"cdp {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def last_json(result: subprocess.CompletedProcess) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_generate_then_load_accounts_for_every_line(isolated_env: Path) -> None:
+    generated = last_json(
+        cdp(
+            "generate-events",
+            "--events",
+            "3000",
+            "--seed",
+            "3",
+            "--start",
+            "2026-11-01T00:00:00Z",
+            "--bad-fraction",
+            "0.02",
+        )
+    )
+    assert generated["events"] == 3000
+    assert sum(generated["bad_lines_by_reason"].values()) == 60
+
+    summary = last_json(cdp("load-events"))
+    for key in ("files", "lines", "loaded", "filtered", "duplicates", "discarded"):
+        assert isinstance(summary[key], int), key
+    assert summary["files"] == generated["files"]
+    assert summary["lines"] == 3000
+    assert summary["lines"] == summary["loaded"] + summary["filtered"] + summary["duplicates"] + summary["discarded"]
+    # The generator's bad lines: five kinds are discarded, duplicates are duplicates, type conflicts load.
+    bad = generated["bad_lines_by_reason"]
+    assert summary["discarded"] == sum(
+        bad[k] for k in ("invalid_json", "not_an_object", "missing_ids", "unknown_type", "oversized")
+    )
+    assert summary["duplicates"] == bad["duplicate"]
+    assert summary["discard_reasons"] == {
+        k: bad[k] for k in ("invalid_json", "not_an_object", "missing_ids", "unknown_type", "oversized")
+    }
+    assert summary["value_discards"] >= bad["type_conflict"]
+    assert summary["tables"]["pages"] > 0 and summary["tables"]["identifies"] > 0
+
+    with duckdb.connect(str(isolated_env / "warehouse.duckdb"), read_only=True) as conn:
+        tracks = conn.execute("SELECT count(*) FROM event_stream.tracks").fetchone()[0]
+        assert tracks == summary["tables"]["tracks"]
+
+    again = last_json(cdp("load-events"))
+    assert (again["files"], again["lines"], again["loaded"]) == (0, 0, 0)
+
+
+def test_load_into_another_warehouse_and_reload_a_range(isolated_env: Path, tmp_path: Path) -> None:
+    cdp("generate-events", "--events", "500", "--start", "2026-11-01T00:00:00Z")
+    other = tmp_path / "other.duckdb"
+    first = last_json(cdp("load-events", "--warehouse", str(other)))
+    assert first["loaded"] == 500 and other.exists()
+    assert not (isolated_env / "warehouse.duckdb").exists()
+
+    cdp("load-events")
+    reloaded = last_json(cdp("reload-events", "--from", "2026-10-01", "--to", "2026-12-31"))
+    assert reloaded["loaded"] == 500 and reloaded["duplicates"] == 0
+    assert sum(reloaded["forgotten"].get(t, 0) for t in ("pages", "identifies", "tracks", "groups", "aliases")) > 0
+
+
+def test_bad_arguments_get_clear_errors(isolated_env: Path) -> None:
+    result = cdp("load-events", "--transformations", "no_such_rule", check=False)
+    assert result.returncode == 1
+    assert "unknown transformation(s) no_such_rule" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = cdp("generate-events", "--events", "10", "--bad-fraction", "0.9", check=False)
+    assert result.returncode == 2 and "between 0 and 0.5" in result.stderr
+
+    os.environ["CDP_ENV"] = "staging"
+    try:
+        result = cdp("load-events", check=False)
+    finally:
+        del os.environ["CDP_ENV"]
+    assert result.returncode == 2 and "CDP_ENV must be one of local, prod" in result.stderr
+
+    result = cdp("load-events", "--landing", "ftp://example.com/x", check=False)
+    assert result.returncode == 1 and "unsupported landing URL" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["not-a-date", "2026-13-01"])
+def test_reload_rejects_bad_dates(bad: str) -> None:
+    result = cdp("reload-events", "--from", bad, "--to", "2026-11-02", check=False)
+    assert result.returncode == 2 and "not a date" in result.stderr
