@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -88,24 +89,31 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
-    """moto's S3-compatible server on 127.0.0.1, in its own process; yields its endpoint URL."""
+    """moto's S3-compatible server on 127.0.0.1, in its own process; yields its endpoint URL.
+
+    moto 5's server serves every service on one port (it takes no service argument).
+    """
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), "s3"],
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    # Ready when it answers HTTP (a listening socket can come before the app), not merely alive.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited: {proc.stderr.read().decode(errors='replace')[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+            opener.open(endpoint, timeout=0.5).close()
+            break
         except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start within 30 s") from None
             time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
     try:
         yield endpoint
     finally:

@@ -1,0 +1,40 @@
+"""The main job end to end: landing files, the event load, then the dbt build of the staging models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from cdp_assets.event_stream.landing import LocalLandingStore
+from cdp_assets_tests.conftest import write_dump
+from cdp_assets_tests.defs.helpers import check_evaluations, materializations, recent_event
+
+
+def test_main_job_loads_events_then_builds_the_staging_models(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing: LocalLandingStore, warehouse_path: Path
+) -> None:
+    write_dump(
+        landing,
+        [
+            recent_event("page", anonymousId="anon-1", name="Pricing"),
+            recent_event(event="form_submit", anonymousId="anon-1", properties={"form_id": "request-demo"}),
+            recent_event("identify", anonymousId="anon-1", userId="u1", traits={"email": " Ada@Example.com "}),
+            recent_event(event="signed_up", userId="u1", properties={"plan": "free"}),
+        ],
+    )
+    result = defs.resolve_job_def("cdp_main_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+
+    found = materializations(result)
+    assert found["event_stream/tracks"]["dagster/row_count"] == 2
+    assert {"stg_tracks", "stg_pages", "stg_identifies", "stg_users"} <= set(found)
+    evaluations = check_evaluations(result)
+    assert "stg_tracks:unique_stg_tracks_message_id" in evaluations  # dbt tests ran as asset checks
+    assert [key for key, e in evaluations.items() if not e.passed] == []
+
+    # The dbt step ran after the load released the file, against the same warehouse.
+    with duckdb.connect(str(warehouse_path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM staging.stg_tracks").fetchone()[0] == 2
+        assert conn.execute("SELECT user_id, email FROM staging.stg_users").fetchall() == [("u1", "ada@example.com")]
