@@ -72,7 +72,11 @@ def classify(
         f", b[{offset + 1}:{offset + len(t.pointers)}] AS t{i}"
         for i, (t, offset) in enumerate(zip(transformations, offsets, strict=True))
     )
-    params: dict[str, object] = {"envelope": pointers, "max_bytes": spec.MAX_EVENT_BYTES}
+    params: dict[str, object] = {
+        "envelope": pointers,
+        "max_bytes": spec.MAX_EVENT_BYTES,
+        "integrations_ptr": json_pointer("integrations"),
+    }
     for t in transformations:
         conn.execute(f"CREATE OR REPLACE TEMP MACRO {_macro_name(t)}(v, p) AS ({t.predicate})")
     conn.execute(
@@ -100,9 +104,13 @@ def classify(
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
                is_object, b,
-               -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null.
+               -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
+               CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
+               -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null (the
+               -- text search is a cheap first test: the key may be a nested one, in properties say).
                CASE WHEN b IS NOT NULL AND b[{len(ENVELOPE)}] IS NULL
-                    THEN regexp_matches(raw, '"integrations"\\s*:\\s*null') END AS integrations_null
+                    THEN regexp_matches(raw, '"integrations"\\s*:\\s*null')
+                         AND json_type(raw, $integrations_ptr) = 'NULL' END AS integrations_null
                {extra_lists}
         FROM (SELECT *, CASE WHEN NOT has_ctrl AND forced IS NULL AND nbytes <= $max_bytes AND is_object
                              THEN TRY(json_extract_string(raw, $envelope)) END AS b
@@ -136,7 +144,7 @@ def classify(
                     WHEN blank THEN 'blank'
                     WHEN has_ctrl THEN 'invalid_json'
                     WHEN nbytes > $max_bytes THEN 'oversized'
-                    WHEN NOT is_object THEN 'not_an_object'
+                    WHEN NOT is_object THEN CASE WHEN other_json THEN 'not_an_object' ELSE 'invalid_json' END
                     WHEN b IS NULL THEN 'invalid_json'
                     WHEN b[1] IS NULL OR NOT list_contains($types, b[1]) THEN 'unknown_type'
                     WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'

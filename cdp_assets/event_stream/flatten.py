@@ -119,7 +119,8 @@ def plan_columns(table: str, event_type: str, leaves: Iterable[Path], existing: 
     known = set(existing) | set(standard)
     for path in sorted(leaves):
         column = leaf_column(path)
-        if not column or (path[0] == "context" and column == "context"):
+        # A key with no letters or digits names nothing: its column would be its parent's (or none).
+        if not column or not safe_name(path[-1]) or (path[0] == "context" and column == "context"):
             rejected.append(Rejected(path, "", "the key has no letters or digits to name a column"))
             continue
         if column in standard:

@@ -193,8 +193,9 @@ def _write_tables(
     conn: duckdb.DuckDBPyConnection, options: LoadOptions, uuid_ts: datetime, known: KnownPaths
 ) -> list[TableWrite]:
     writer = TableWriter(conn, options.schema, uuid_ts)
-    for _attempt in range(MAX_SHAPE_ATTEMPTS):
-        jobs = _jobs(writer.discover(known))
+    for attempt in range(MAX_SHAPE_ATTEMPTS):
+        # After a miss, discovery reads every distinct payload structure: the next attempt succeeds.
+        jobs = _jobs(writer.discover(known, thorough=attempt > 0))
         prepared = [
             writer.prepare(table, etype, shape, known.objects, where, params)
             for table, etype, shape, where, params in jobs

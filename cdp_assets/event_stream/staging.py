@@ -5,15 +5,21 @@ into the connection's temporary table `_raw` in file and line order, so a line's
 within its file. A file the reader cannot take (truncated gzip, invalid UTF-8, a line longer than the
 reader's buffer) is read again in Python, as far as it can be: its complete lines are staged with their
 numbers, and bad lines are staged with the reason they will be discarded for.
+
+The reader is set to keep empty lines (as NULL rows), but it also ends a line at a CR, which would shift
+the numbers of the lines after it. So every file it read is checked in Python, at C speed and without
+splitting lines: decompressed as a stream, it must hold no CR, and its size must equal the bytes the
+reader returned plus one newline a line. A file that fails (CRLF endings, a cut or odd gzip stream) is
+read again by the Python reader; that is rare, as RudderStack's dumps hold JSON, which has no raw CR.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +27,13 @@ import duckdb
 
 from cdp_assets.event_stream.landing import LandingFile
 
-# Line-splitting settings: one VARCHAR column, no quoting. A 0x01 byte (never valid inside JSON) spills
-# into `extra`, which marks the line as invalid instead of silently cutting it.
+# Line-splitting settings: one VARCHAR column, no quoting; an empty line is a NULL row. The delimiter is
+# CR, which files read this way never hold (see above), so nothing is cut: a line with a control byte
+# (never valid in JSON) is kept whole and discarded as invalid JSON.
 _READ_LINES = """
-    SELECT filename, raw, extra, NULL::BIGINT AS line_no, NULL::VARCHAR AS forced
-    FROM read_csv($paths, columns = {'raw': 'VARCHAR', 'extra': 'VARCHAR'}, header = false,
-                  delim = chr(1), quote = '', escape = '', new_line = '\\n', comment = '',
+    SELECT filename, raw, NULL::VARCHAR AS extra, NULL::BIGINT AS line_no, NULL::VARCHAR AS forced
+    FROM read_csv($paths, columns = {'raw': 'VARCHAR'}, header = false,
+                  delim = chr(13), quote = '', escape = '', new_line = '\\n', comment = '',
                   auto_detect = false, null_padding = true, strict_mode = false, filename = true,
                   max_line_size = 8388608, buffer_size = 33554432, compression = 'gzip')
 """
@@ -43,6 +50,8 @@ class StagedFile:
     path: Path
     corrupt_reason: str | None = None
     recovered_lines: int | None = None
+    # How its lines were read: "csv" (by the engine) or "python" (the exact reader, see recover_lines)
+    reader: str = "csv"
 
 
 def create_stage(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
@@ -68,20 +77,66 @@ def create_stage(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> No
     )
     try:
         conn.execute("INSERT INTO _raw " + _READ_LINES, {"paths": [str(f.path) for f in files]})
-        return
     except duckdb.Error:
         conn.execute("DELETE FROM _raw")
-    # One of the files is unreadable as a whole: take them one by one to find which.
-    for staged in files:
-        try:
-            conn.execute("INSERT INTO _raw " + _READ_LINES, {"paths": [str(staged.path)]})
-        except duckdb.Error:
-            conn.execute("DELETE FROM _raw WHERE filename = ?", [str(staged.path)])
-            _stage_recovered(conn, staged)
+        # One of the files is unreadable as a whole: take them one by one to find which.
+        for staged in files:
+            try:
+                conn.execute("INSERT INTO _raw " + _READ_LINES, {"paths": [str(staged.path)]})
+            except duckdb.Error:
+                conn.execute("DELETE FROM _raw WHERE filename = ?", [str(staged.path)])
+                _stage_recovered(conn, staged)
+    _restage_inexact(conn, [s for s in files if s.recovered_lines is None])
+
+
+def _restage_inexact(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
+    """Read again, exactly, the files whose lines the CSV reader did not return byte for byte."""
+    if not files:
+        return
+    returned = dict(
+        conn.execute(
+            "SELECT filename, sum(coalesce(strlen(raw), 0)) + count(*) FROM _raw WHERE line_no IS NULL GROUP BY 1"
+        ).fetchall()
+    )
+    inexact = [s for s in files if returned.get(str(s.path), 0) != _lf_only_size(s.path)]
+    if not inexact:
+        return
+    conn.execute(
+        "DELETE FROM _raw WHERE filename IN (SELECT unnest($paths))", {"paths": [str(s.path) for s in inexact]}
+    )
+    for staged in inexact:
+        _stage_recovered(conn, staged)
+    # The lines read again were appended: put every line back in file and line order (the order in
+    # which the batch's first occurrences and first-seen kinds are decided), numbering them first.
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _raw_ordered AS
+           SELECT r.filename, r.raw, r.extra,
+                  coalesce(r.line_no, r.rowid - min(r.rowid) OVER (PARTITION BY r.filename) + 1) AS line_no,
+                  r.forced
+           FROM _raw r JOIN _chunk_files f ON f.path = r.filename
+           ORDER BY f.file_idx, line_no"""
+    )
+    conn.execute("DROP TABLE _raw")
+    conn.execute("ALTER TABLE _raw_ordered RENAME TO _raw")
+
+
+def _lf_only_size(path: Path) -> int | None:
+    """What the reader must return for a file (its size, plus one for a last line without a newline)
+    when its only line breaks are LFs; None when it holds a CR or is not whole gzip."""
+    size, last = 0, b""
+    try:
+        for piece in _decompressed(path):
+            if b"\r" in piece:
+                return None
+            size, last = size + len(piece), piece[-1:]
+    except (zlib.error, EOFError):
+        return None
+    return size + (1 if last not in (b"", b"\n") else 0)
 
 
 def _stage_recovered(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> None:
     lines, reason = recover_lines(staged.path)
+    staged.reader = "python"
     staged.corrupt_reason = reason
     staged.recovered_lines = len(lines)
     if not lines:
@@ -97,7 +152,8 @@ def _stage_recovered(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> Non
                SELECT filename, raw, NULL, line_no, nullif(forced, '')
                FROM read_csv(?, columns = {'filename': 'VARCHAR', 'line_no': 'BIGINT', 'raw': 'VARCHAR',
                                            'forced': 'VARCHAR'},
-                             header = false, delim = ',', quote = '"', escape = '"', auto_detect = false,
+                             header = false, delim = ',', quote = '"', escape = '"', new_line = '\\n',
+                             auto_detect = false,
                              max_line_size = 134217728, buffer_size = 268435456)""",
             [tmp],
         )
@@ -110,18 +166,9 @@ def recover_lines(path: Path) -> tuple[list[tuple[int, str, str | None]], str | 
 
     Returns the lines and why the file is corrupt (None when only some lines were bad).
     """
-    data = bytearray()
-    reason: str | None = None
     if path.stat().st_size == 0:
         return [], "empty file: 0 bytes, not gzip data"
-    try:
-        with gzip.open(path, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                data += chunk
-    except EOFError:
-        reason = "truncated gzip: the file ends before its compressed stream does"
-    except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-        reason = f"unreadable gzip: {exc}"
+    data, reason = _gunzip(path)
     lines: list[tuple[int, str, str | None]] = []
     pieces = bytes(data).split(b"\n")
     complete = len(pieces) - 1  # the piece after the last newline is complete only at a clean end
@@ -147,3 +194,39 @@ def recover_lines(path: Path) -> tuple[list[tuple[int, str, str | None]], str | 
             continue
         lines.append((number, text, None))
     return lines, reason
+
+
+def _decompressed(path: Path) -> Iterator[bytes]:
+    """A gzip file's bytes, piece by piece, every member; raises zlib.error, or EOFError if it is cut.
+
+    zlib directly rather than `gzip.open`: at a truncated end, `gzip` raises and loses the data it had
+    decompressed in that read, which for a small file is all of it.
+    """
+    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    in_member = False
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            while chunk:
+                piece = decompressor.decompress(chunk)
+                if piece:
+                    yield piece
+                in_member = not decompressor.eof
+                chunk = b""
+                if decompressor.eof:  # the next gzip member, if any, starts in what is left
+                    chunk = decompressor.unused_data
+                    decompressor = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if in_member:
+        raise EOFError("the file ends before its compressed stream does")
+
+
+def _gunzip(path: Path) -> tuple[bytes, str | None]:
+    """As much of a gzip file as can be decompressed, and why not all of it (None: all of it)."""
+    data = bytearray()
+    try:
+        for piece in _decompressed(path):
+            data += piece
+    except zlib.error as exc:
+        return bytes(data), f"unreadable gzip: {exc}"
+    except EOFError:
+        return bytes(data), "truncated gzip: the file ends before its compressed stream does"
+    return bytes(data), None

@@ -57,11 +57,11 @@ MACROS = [
     "AND TRY_CAST(f AS DOUBLE) <> trunc(TRY_CAST(f AS DOUBLE))",
     # Escape-free strings are cut out directly; only strings with escapes go through the JSON parser.
     "cdp_unquote(f) AS CASE WHEN f IS NULL OR f = 'null' THEN NULL WHEN NOT starts_with(f, '\"') THEN f "
-    "WHEN contains(f, '\\') THEN json_extract_string(f, '$') ELSE f[2:-1] END",
+    "WHEN contains(f, '\\') THEN json_extract_string(f, '$') ELSE f[2:-2] END",
     f"cdp_datetime_text(s) AS CASE WHEN length(s) <= 40 AND regexp_full_match(s, '{DATETIME_PATTERN}') "
     "THEN TRY_CAST(s AS TIMESTAMPTZ) END",
     "cdp_is_datetime(f) AS starts_with(f, '\"') AND length(f) BETWEEN 12 AND 42 AND substr(f, 6, 1) = '-' "
-    "AND cdp_datetime_text(f[2:-1]) IS NOT NULL",
+    "AND cdp_datetime_text(f[2:-2]) IS NOT NULL",
     "cdp_to_string(f) AS CASE WHEN starts_with(f, '{') THEN NULL ELSE nullif(cdp_unquote(f), '') END",
     "cdp_to_int(f) AS CASE WHEN NOT cdp_is_number(f) THEN NULL "
     "WHEN contains(f, '.') OR contains(f, 'e') OR contains(f, 'E') "
@@ -82,9 +82,11 @@ MACROS.append(
 )
 
 # Whether a value's JSON text `{f}` fits a column kind, cheaply (a first character is enough for most).
+# An int must also fit the column's 64 bits: a longer number is a discard, not a silent NULL. (Also the
+# cheapest test to plan: with hundreds of columns, planning costs more than running.)
 _FITS = {
-    "int": "cdp_is_number({f})",
-    "float": "cdp_is_number({f})",
+    "int": "cdp_to_int({f}) IS NOT NULL",
+    "float": "cdp_to_float({f}) IS NOT NULL",
     "boolean": "{f} IN ('true', 'false')",
     "datetime": "cdp_is_datetime({f})",
 }
@@ -95,6 +97,11 @@ _STANDARD_SOURCES = {"id": "message_id", "event": "event_table"}
 # Shape discovery stops after this many rounds (each round groups the events by the keys they hold at
 # every known path and reads one event per new group); real streams settle in two or three.
 MAX_DISCOVERY_ROUNDS = 8
+# Grouping by keys learns one more level of nesting a round at worst (a chain of events, each nesting
+# deeper where only the one before was read). After this many rounds, and when asked to be thorough,
+# events are grouped by the whole structure of their payload instead: costlier, but one round reads
+# every distinct shape, so discovery always settles.
+KEY_GROUPING_ROUNDS = 3
 
 
 def install_macros(conn: duckdb.DuckDBPyConnection) -> None:
@@ -271,22 +278,30 @@ class TableWriter:
 
     # -- discovery ---------------------------------------------------------------------------------
 
-    def discover(self, known: KnownPaths) -> dict[GroupKey, Shape]:
+    def discover(self, known: KnownPaths, thorough: bool = False) -> dict[GroupKey, Shape]:
         """The payload paths of the loaded events, per (type, event table).
 
         Events are grouped by the keys they hold at every known object; one event per group is read in
         Python, and objects it reveals are added until none is new. Events of one group hold the same
         keys everywhere that is known, so every distinct set of paths is read. (A value that is an object
-        where others have a scalar shows up at extraction, see `prepare`.)
+        where others have a scalar shows up at extraction, see `prepare`; the loader then asks for a
+        `thorough` discovery, which groups by the payload's whole structure, see KEY_GROUPING_ROUNDS.)
         """
         shapes: dict[GroupKey, Shape] = {}
         read: set[int] = set()
-        for _round in range(MAX_DISCOVERY_ROUNDS):
+        payload = [json_pointer(obj) for obj in ("context", "properties", "traits")]
+        for round_ in range(MAX_DISCOVERY_ROUNDS):
             pointers = [json_pointer(*p) for p in sorted(known.objects)]
+            if thorough or round_ >= KEY_GROUPING_ROUNDS:
+                grouping = "list_transform(json_extract(raw, $payload), lambda x: json_structure(x))"
+                params = {"payload": payload}
+            else:
+                grouping = "json_keys(raw, $pointers)"
+                params = {"pointers": pointers}
             groups = self.conn.execute(
-                """SELECT event_type, event_table, min(seq) AS first_seq FROM _loaded
-                   GROUP BY event_type, event_table, hash(json_keys(raw, $pointers))""",
-                {"pointers": pointers},
+                f"""SELECT event_type, event_table, min(seq) AS first_seq FROM _loaded
+                    GROUP BY event_type, event_table, hash({grouping})""",
+                params,
             ).fetchall()
             todo = {seq: (etype, etable) for etype, etable, seq in groups if seq not in read}
             if not todo:
@@ -300,7 +315,8 @@ class TableWriter:
                 shape = shapes.setdefault(key, Shape())
                 shape.add_event(json.loads(raw), spec.PAYLOAD_OBJECTS[key[0]])
                 known.objects |= shape.objects
-            if len(known.objects) == before:
+            # Nothing new learnt, or one round by structure has read every distinct shape: settled.
+            if len(known.objects) == before or thorough or round_ >= KEY_GROUPING_ROUNDS:
                 break
         else:
             raise RuntimeError(f"event shapes did not settle in {MAX_DISCOVERY_ROUNDS} rounds")
@@ -410,7 +426,11 @@ class TableWriter:
             (column, path)
             for column, paths in feeding.items()
             if columns[column] != "string"
-            and (column not in new_columns or set(kinds[column]) - {columns[column]} - _widening(columns[column]))
+            and (
+                column not in new_columns
+                or columns[column] == "int"  # numbers too long for it
+                or set(kinds[column]) - {columns[column]} - _widening(columns[column])
+            )
             for path in paths
         ]
         result.value_discards = self._discards(prepared, columns, checked)
