@@ -123,9 +123,7 @@ def _dbt_build(tmp_path: Path, warehouse: Path) -> dict[str, str]:
         "--log-path",
         str(tmp_path / "dbt_logs"),
     ]
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, f"dbt build failed:\n{result.stdout}\n{result.stderr}"
     run_results = json.loads((target_path / "run_results.json").read_text())
     return {entry["unique_id"]: entry["status"] for entry in run_results["results"]}
@@ -147,9 +145,7 @@ def _assert_views_in_staging(warehouse: Path) -> None:
     assert {(t["table_schema"], t["table_name"], t["table_type"]) for t in tables} == {
         ("staging", name, "VIEW") for name in STAGING_MODELS
     }
-    schemas = {
-        row["schema_name"] for row in _rows(warehouse, "select schema_name from information_schema.schemata")
-    }
+    schemas = {row["schema_name"] for row in _rows(warehouse, "select schema_name from information_schema.schemata")}
     assert "main_staging" not in schemas
 
 
@@ -202,9 +198,7 @@ def test_staging_builds_with_guaranteed_columns_only(tmp_path: Path) -> None:
     (identify,) = _rows(warehouse, "select * from staging.stg_identifies")
     assert identify["user_id"] == "user-1" and identify["email"] is None
 
-    assert _rows(warehouse, "select user_id, email from staging.stg_users") == [
-        {"user_id": "user-1", "email": None}
-    ]
+    assert _rows(warehouse, "select user_id, email from staging.stg_users") == [{"user_id": "user-1", "email": None}]
 
 
 def test_staging_normalises_optional_columns(tmp_path: Path) -> None:
@@ -231,9 +225,7 @@ def test_staging_normalises_optional_columns(tmp_path: Path) -> None:
                 "last_name",
                 "context_traits_company_name",
             ),
-            "users": _varchar(
-                "context_traits_email", "email", "context_traits_first_name", "context_traits_company"
-            ),
+            "users": _varchar("context_traits_email", "email", "context_traits_first_name", "context_traits_company"),
         },
     )
     _insert(
@@ -314,16 +306,12 @@ def test_staging_normalises_optional_columns(tmp_path: Path) -> None:
 
     statuses = _dbt_build(tmp_path, warehouse)
 
-    channel_tests = {
-        uid: s for uid, s in statuses.items() if uid.startswith("test.cdp.accepted_values_stg_tracks")
-    }
+    channel_tests = {uid: s for uid, s in statuses.items() if uid.startswith("test.cdp.accepted_values_stg_tracks")}
     assert list(channel_tests.values()) == ["warn"]  # "cloud" warns without failing the build
     assert all(s in {"success", "pass"} for uid, s in statuses.items() if uid not in channel_tests)
     _assert_views_in_staging(warehouse)
 
-    tracks = _rows(
-        warehouse, "select message_id, email, session_id, channel from staging.stg_tracks order by 1"
-    )
+    tracks = _rows(warehouse, "select message_id, email, session_id, channel from staging.stg_tracks order by 1")
     assert tracks == [
         {"message_id": "t-1", "email": "alice@example.com", "session_id": 1714557600000, "channel": "web"},
         {"message_id": "t-2", "email": None, "session_id": None, "channel": "cloud"},
@@ -351,9 +339,7 @@ def test_staging_normalises_optional_columns(tmp_path: Path) -> None:
         ("user-3", "dan@x.io", None, None, None),  # a blank context email falls back to the bare column
     ]
 
-    users = _rows(
-        warehouse, "select user_id, email, first_name, company_name from staging.stg_users order by 1"
-    )
+    users = _rows(warehouse, "select user_id, email, first_name, company_name from staging.stg_users order by 1")
     assert users == [
         {"user_id": "user-1", "email": "new@x.io", "first_name": "Bob", "company_name": "Acme"},
         {"user_id": "user-2", "email": "carol@x.io", "first_name": None, "company_name": None},

@@ -29,5 +29,3 @@ def defs() -> dg.Definitions:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as test_instance:
         yield test_instance
-
-

@@ -99,11 +99,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> Dump:
 
 def good_events(dump: Dump, source: str | None = None) -> list[dict[str, Any]]:
     """Well-formed events with a known type (what a loader would load)."""
-    return [
-        e
-        for e in dump.events(source)
-        if e.get("type") != "bogus" and (e.get("userId") or e.get("anonymousId"))
-    ]
+    return [e for e in dump.events(source) if e.get("type") != "bogus" and (e.get("userId") or e.get("anonymousId"))]
 
 
 def parse_time(text: str) -> datetime:
@@ -252,10 +248,7 @@ def test_web_events_have_the_js_sdk_v3_shape(clean: Dump) -> None:
 
 
 def test_some_browsers_have_skewed_clocks(clean: Dump) -> None:
-    skews = [
-        abs((parse_time(e["sentAt"]) - parse_time(e["receivedAt"])).total_seconds())
-        for e in clean.events("web")
-    ]
+    skews = [abs((parse_time(e["sentAt"]) - parse_time(e["receivedAt"])).total_seconds()) for e in clean.events("web")]
     assert any(s > 2 for s in skews)
     assert sorted(skews)[len(skews) // 2] < 1
 
