@@ -111,3 +111,13 @@ def test_bad_arguments_get_clear_errors(isolated_env: Path) -> None:
 def test_reload_rejects_bad_dates(bad: str) -> None:
     result = cdp("reload-events", "--from", bad, "--to", "2026-11-02", check=False)
     assert result.returncode == 2 and "not a date" in result.stderr
+
+
+def test_bench_ingest_runs_on_small_data() -> None:
+    result = cdp("bench", "ingest", "--events", "3000")
+    report = last_json(result)
+    assert report["events"] == 3000 and report["loaded"] == 3000
+    for key in ("load_seconds", "naive_seconds", "load_events_per_s", "naive_events_per_s", "load_peak_mb"):
+        assert report[key] > 0, key
+    assert report["ratio_load_to_naive"] == round(report["load_seconds"] / report["naive_seconds"], 2)
+    assert "naive load" in result.stderr and "event load" in result.stderr
