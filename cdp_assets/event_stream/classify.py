@@ -154,13 +154,22 @@ def classify(
             FROM (SELECT *, CASE WHEN starts_with({integrations}, '{{')
                                  THEN json_extract({integrations}, $routing)::VARCHAR[] END AS rt
                   FROM _parsed) p
+        ),
+        -- Duplicates: every copy of a message id after its first in the batch, and every copy of an id an
+        -- earlier load recorded. Computed on narrow rows (id, seq), then joined back: a window over the
+        -- wide rows would materialize them all.
+        firsts AS (
+            SELECT message_id, min(seq) AS first_seq FROM v WHERE discard_reason IS NULL GROUP BY message_id
+        ), seen AS (
+            SELECT DISTINCT message_id FROM {LEDGER}.messages
+            WHERE message_id IN (SELECT message_id FROM firsts)
         ), d AS (
             SELECT v.*,
-                discard_reason IS NULL
-                    AND (row_number() OVER (PARTITION BY message_id, discard_reason IS NULL ORDER BY seq) > 1
-                         OR message_id IN (SELECT message_id FROM {LEDGER}.messages)) AS is_duplicate,
+                discard_reason IS NULL AND (v.seq > f.first_seq OR s.message_id IS NOT NULL) AS is_duplicate,
                 CASE {transform_rules or "WHEN false THEN NULL"} END AS transform_rule
             FROM v
+            LEFT JOIN firsts f ON f.message_id = v.message_id
+            LEFT JOIN seen s ON s.message_id = v.message_id
         ), s AS (
             SELECT d.*,
                 CASE
