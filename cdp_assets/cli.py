@@ -194,7 +194,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     job = build_definitions().resolve_job_def("cdp_main_job")
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        # INFO, not DEBUG: the step logs matter here, the engine's event stream does not.
+        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     report = demo_report(settings, result.success, result.run_id)
     print(report["text"], file=sys.stderr)
     _print_json(report["data"])
