@@ -175,7 +175,13 @@ class SandboxServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> SandboxServer:
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"sandbox-{self.app.name}", daemon=True)
+        # A short poll interval: stop() waits for the serve loop to notice, once per test.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.app.name}",
+            daemon=True,
+        )
         self.thread.start()
         return self
 
