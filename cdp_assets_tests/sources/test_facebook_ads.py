@@ -1,0 +1,379 @@
+"""The Facebook Ads source: the real facebook-business SDK over HTTP to the Graph stand-in, real dlt into DuckDB."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import socket
+import sys
+import traceback
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import dlt
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from cdp_assets.sandbox.facebook import (
+    FacebookSandbox,
+    SandboxServer,
+    server_error_fault,
+    throttle_fault,
+)
+from cdp_assets.settings import SettingsError
+from cdp_assets.sources.facebook_ads import (
+    FacebookAdsConfig,
+    FacebookAdsError,
+    FacebookAuthError,
+    facebook_ads_source,
+    throttle_wait_seconds,
+)
+from cdp_assets.sources.policy import CallStats, RetriesExhausted
+
+DATASET = "raw_facebook_ads"
+DAY = date.fromisoformat
+FIRST_DAY, RUN1_END, RUN2_END = DAY("2024-01-01"), DAY("2024-01-10"), DAY("2024-01-14")
+# The first day a second run re-reads: the cursor (RUN1_END) less the 7-day attribution window.
+RUN2_SINCE = DAY("2024-01-03")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """dlt's data folder under tmp_path, no telemetry, and no connection anywhere but 127.0.0.1."""
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
+            raise AssertionError(f"a connection to {address} left 127.0.0.1")
+        return real_connect(sock, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in ("127.0.0.1", "::1", "localhost", None):
+            raise AssertionError(f"a name lookup for {host!r}: something tried to leave 127.0.0.1")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield
+
+
+@pytest.fixture
+def graph() -> Iterator[tuple[FacebookSandbox, SandboxServer]]:
+    # Two ad accounts: the source finds them itself (no account ids configured) and reads both.
+    app = FacebookSandbox(seed=7, accounts=2, today=RUN1_END)
+    with SandboxServer(app) as server:
+        yield app, server
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name="facebook_ads",
+        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
+        dataset_name=DATASET,
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+
+
+def _config(server: SandboxServer, **overrides: Any) -> FacebookAdsConfig:
+    return FacebookAdsConfig.for_sandbox(server.url, **{"end_date": RUN1_END, "page_size": 50, **overrides})
+
+
+def _run(pipeline: dlt.Pipeline, config: FacebookAdsConfig, stats: CallStats | None = None, *only: str) -> None:
+    source = facebook_ads_source(config, stats)  # a fresh source object for every run (dagster-notes P1)
+    pipeline.run(source.with_resources(*only) if only else source)
+
+
+def _query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
+    with pipeline.sql_client() as client, client.execute_query(sql.format(ds=DATASET)) as cursor:
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def _insights(pipeline: dlt.Pipeline) -> dict[tuple[str, date], dict[str, Any]]:
+    """The loaded insights with their actions, keyed like the merge: (ad_id, date_start)."""
+    loaded: dict[tuple[str, date], dict[str, Any]] = {}
+    for ad_id, day, impressions, reach, clicks, spend in _query(
+        pipeline, "SELECT ad_id, date_start, impressions, reach, clicks, spend FROM {ds}.insights"
+    ):
+        assert (ad_id, day) not in loaded, f"duplicate insights row {ad_id} {day}"
+        loaded[(ad_id, day)] = {
+            "impressions": impressions,
+            "reach": reach,
+            "clicks": clicks,
+            "spend": spend,
+            "actions": {},
+        }
+    for ad_id, day, action_type, value in _query(
+        pipeline,
+        "SELECT i.ad_id, i.date_start, a.action_type, a.value FROM {ds}.insights i "
+        "JOIN {ds}.insights__actions a ON a._dlt_parent_id = i._dlt_id",
+    ):
+        loaded[(ad_id, day)]["actions"][action_type] = value
+    return loaded
+
+
+def _truth(app: FacebookSandbox, since: date, until: date) -> dict[tuple[str, date], dict[str, Any]]:
+    return {
+        (r["ad_id"], r["date_start"]): {k: r[k] for k in ("impressions", "reach", "clicks", "spend", "actions")}
+        for r in app.insight_rows(since, until)
+    }
+
+
+def _cursor(pipeline: dlt.Pipeline) -> date:
+    state = pipeline.state["sources"]["facebook_ads"]["resources"]["insights"]["incremental"]["date_start"]
+    return state["last_value"]
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _report_posts(app: FacebookSandbox) -> list[dict[str, Any]]:
+    return [{k: v[-1] for k, v in parse_qs(r.body.decode()).items()} for r in app.requests("POST", r"/insights$")]
+
+
+def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_renames_and_new_days(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    hook = sys.excepthook
+    stats = CallStats()
+    _run(pipeline, _config(server), stats)
+
+    # Dimensions: every campaign, ad set and ad of both accounts, the archived campaign included
+    # (Graph hides it unless asked), with Graph's account-local times read as instants.
+    campaigns = _query(pipeline, "SELECT id, name, effective_status, updated_time FROM {ds}.campaigns")
+    assert sorted(campaigns) == sorted(
+        (c.id, c.name, app.effective_status(c), c.updated_time) for c in app.objects("campaign")
+    )
+    assert {r[2] for r in campaigns} == {"ACTIVE", "ARCHIVED"}
+    assert sorted(r[0] for r in _query(pipeline, "SELECT id FROM {ds}.adsets")) == sorted(
+        o.id for o in app.objects("adset")
+    )
+    ads = _query(pipeline, "SELECT id, adset_id, campaign_id, creative_id FROM {ds}.ads")
+    assert len(ads) == len(app.ads()) == 32 and all(row[3] for row in ads)
+
+    # Insights: exactly the stand-in's rows, the very first day included (a string cursor compared
+    # with date_start would have dropped it, saas-apis.md §7.3), numbers typed.
+    first = _truth(app, FIRST_DAY, RUN1_END)
+    assert _insights(pipeline) == first
+    assert min(day for _ad, day in first) == FIRST_DAY
+    assert _cursor(pipeline) == RUN1_END
+
+    # Calls: exactly what the data needs. Per account: one page per edge (16 ads < 50), one report
+    # (POST, one poll: the report is done on the first poll), and ceil(rows / 50) pages of rows.
+    assert len(app.requests("GET", r"/me/adaccounts$")) == 1
+    for account_id in app.accounts:
+        assert len(app.requests("GET", rf"/act_{account_id}/(campaigns|adsets|ads)$")) == 3
+        assert len(app.requests("POST", rf"/act_{account_id}/insights$")) == 1
+    polls = app.requests("GET", r"/v26\.0/\d+/$")  # the SDK polls with a trailing slash
+    pages = app.requests("GET", r"/v26\.0/\d+/insights$")
+    assert len(polls) == 2
+    expected_pages = sum(math.ceil(len(app.insight_rows(FIRST_DAY, RUN1_END, a)) / 50) for a in app.accounts)
+    assert len(pages) == expected_pages
+    assert stats.calls == len(app.log) and stats.retries == 0
+    # The token travels as a query parameter, and the SDK's crash reporter was never installed.
+    assert all(r.arg("access_token") == app.access_token for r in app.log)
+    assert sys.excepthook is hook
+    sent = _report_posts(app)[0]
+    assert json.loads(sent["time_range"]) == {"since": "2024-01-01", "until": "2024-01-10"}
+    assert sent["level"] == "ad" and sent["time_increment"] == "1"
+
+    # The world moves on: four new days, a rename, and conversions credited to past days: one inside
+    # the attribution window of the next run, one before it.
+    ad = app.ads()[0]
+    renamed = app.objects("campaign")[1]
+    app.advance_to(RUN2_END)
+    app.rename(renamed.id, "retargeting-site-visitors-v2")
+    app.add_late_conversions(ad.id, DAY("2024-01-05"), count=4)
+    app.add_late_conversions(ad.id, DAY("2024-01-02"), count=9)
+    before = len(app.log)
+
+    _run(pipeline, _config(server, end_date=RUN2_END))
+
+    second = app.log[before:]
+    sent = _report_posts(app)[-1]
+    assert json.loads(sent["time_range"]) == {"since": RUN2_SINCE.isoformat(), "until": RUN2_END.isoformat()}
+    # Days before the window keep what the first run saw (the late conversion on Jan 2 is past the
+    # window, the trade-off of a 7-day lookback); the window holds today's truth.
+    expected = {k: v for k, v in first.items() if k[1] < RUN2_SINCE} | _truth(app, RUN2_SINCE, RUN2_END)
+    loaded = _insights(pipeline)
+    assert loaded == expected
+    assert (
+        loaded[(ad.id, DAY("2024-01-05"))]["actions"]["lead"]
+        == first[(ad.id, DAY("2024-01-05"))]["actions"].get("lead", 0) + 4
+    )
+    assert loaded[(ad.id, DAY("2024-01-02"))] == first[(ad.id, DAY("2024-01-02"))]
+    assert _cursor(pipeline) == RUN2_END
+
+    # Dimensions were asked only for what changed since the last run, and only the rename came back.
+    edge_calls = [r for r in second if r.path.endswith(("/campaigns", "/adsets", "/ads"))]
+    assert len(edge_calls) == 6 and all("updated_time" in (r.arg("filtering") or "") for r in edge_calls)
+    names = dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))
+    assert names == {c.id: c.name for c in app.objects("campaign")}
+    assert names[renamed.id] == "retargeting-site-visitors-v2"
+    assert _query(pipeline, "SELECT count(*), count(DISTINCT id) FROM {ds}.campaigns") == [(8, 8)]
+
+
+def test_throttling_and_server_errors_are_retried_and_the_data_is_complete(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    # A user-level throttle on starting a report, an ad-account (BUC) throttle on an edge, and a bad
+    # backend moment twice while paging report rows.
+    app.inject(throttle_fault(code=17, minutes=2, method="POST", path=r"/insights$"))
+    app.inject(throttle_fault(code=80000, minutes=1, path=r"/campaigns$"))
+    app.inject(server_error_fault(times=2, path=r"/\d+/insights$"))
+    stats = CallStats()
+    _run(pipeline, _config(server, max_throttle_wait_seconds=0.05), stats)
+
+    assert _insights(pipeline) == _truth(app, FIRST_DAY, RUN1_END)
+    assert stats.retries == 4
+    assert stats.errors == {"FacebookRequestError": 4}
+    # Each throttle waited Graph's estimate (minutes), capped by the config; the 5xx backed off.
+    assert 0.1 <= stats.waited_seconds < 1.0
+    assert stats.calls == len(app.log)
+
+
+def test_every_throttling_code_is_retried(graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline) -> None:
+    app, server = graph
+    codes = (4, 17, 32, 613, 80000, 80004)
+    for code in codes:  # one after the other on the same edge: six throttles, six retries
+        app.inject(throttle_fault(code=code, path=r"/campaigns$"))
+    stats = CallStats()
+    _run(pipeline, _config(server, max_attempts=len(codes) + 1), stats, "campaigns")
+    assert stats.retries == len(codes)
+    assert len(_query(pipeline, "SELECT id FROM {ds}.campaigns")) == len(app.objects("campaign"))
+
+
+def test_throttle_wait_comes_from_the_usage_headers() -> None:
+    buc = json.dumps({"123": [{"type": "ads_insights", "estimated_time_to_regain_access": 3}]})
+    assert throttle_wait_seconds({"x-business-use-case-usage": buc}) == 180
+    assert throttle_wait_seconds({"x-ad-account-usage": json.dumps({"reset_time_duration": 240})}) == 240
+    assert (
+        throttle_wait_seconds({"x-business-use-case-usage": buc, "x-ad-account-usage": '{"reset_time_duration": 9}'})
+        == 180
+    )
+    # No estimate (or an unreadable one): the caller falls back to its own backoff.
+    assert throttle_wait_seconds({"x-business-use-case-usage": "not json"}) is None
+    assert throttle_wait_seconds({}) is None
+
+
+def test_an_invalid_token_stops_at_once_with_a_clear_message(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    stats = CallStats()
+    secret = "EAAB-not-the-right-token-0123456789"
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server, access_token=secret), stats)
+    error = _in_chain(failed.value, FacebookAuthError)
+    assert error is not None
+    assert "code 190" in str(error) and "FACEBOOK_ACCESS_TOKEN" in str(error)
+    # Graph quoted the token back ("Malformed access token EAAB..."): it appears nowhere, traceback included.
+    assert "Malformed access token" in str(error)
+    assert secret not in "".join(traceback.format_exception(failed.value))
+    # One call per resource that got as far as asking; none of them was retried.
+    assert stats.retries == 0 and stats.calls == len(app.log) <= 4
+
+
+def test_a_failed_run_moves_no_cursor_and_the_rerun_leaves_no_duplicates(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    _run(pipeline, _config(server))
+    first = _truth(app, FIRST_DAY, RUN1_END)
+    campaign = app.objects("campaign")[0]
+    old_name = campaign.name
+
+    app.advance_to(RUN2_END)
+    app.rename(campaign.id, "warehouse-first-q1-renamed")
+    app.add_late_conversions(app.ads()[3].id, DAY("2024-01-08"), count=2)
+    # Report rows keep failing past every retry.
+    app.inject(server_error_fault(times=1000, path=r"/\d+/insights$"))
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server, end_date=RUN2_END, max_attempts=3))
+    assert _in_chain(failed.value, RetriesExhausted) is not None
+
+    # Nothing of the failed run was loaded, and the cursor is where the first run left it.
+    assert _cursor(pipeline) == RUN1_END
+    assert _insights(pipeline) == first
+    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[campaign.id] == old_name
+
+    app.clear_faults()
+    _run(pipeline, _config(server, end_date=RUN2_END))
+    assert _insights(pipeline) == {k: v for k, v in first.items() if k[1] < RUN2_SINCE} | _truth(
+        app, RUN2_SINCE, RUN2_END
+    )
+    assert _query(pipeline, "SELECT count(*) FROM {ds}.insights") == [(len(_insights(pipeline)),)]
+    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[campaign.id] == "warehouse-first-q1-renamed"
+    assert _cursor(pipeline) == RUN2_END
+
+
+def test_a_failed_report_fails_the_run_with_graph_s_reason(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    app.fail_reports(1)
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server), None, "insights")
+    error = _in_chain(failed.value, FacebookAdsError)
+    assert error is not None and "Job Failed" in str(error) and "reduce the amount of data" in str(error)
+    assert len(app.requests("GET", r"/v26\.0/\d+/$")) == 1  # one poll: a failed report is not waited on
+    assert pipeline.state.get("sources", {}).get("facebook_ads") is None  # no cursor was written
+
+
+def test_synchronous_insights_page_with_one_call_per_page(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    account = next(iter(app.accounts))
+    config = _config(server, insights_async=False, page_size=7, ad_account_ids=(account,), insights_chunk_days=4)
+    _run(pipeline, config, None, "insights")
+
+    assert _insights(pipeline) == {
+        (r["ad_id"], r["date_start"]): {k: r[k] for k in ("impressions", "reach", "clicks", "spend", "actions")}
+        for r in app.insight_rows(FIRST_DAY, RUN1_END, account)
+    }
+    # Three chunks (Jan 1-4, 5-8, 9-10), each paged by 7 rows; no request after a last page.
+    calls = app.requests("GET", rf"/act_{account}/insights$")
+    chunks = [
+        (DAY("2024-01-01"), DAY("2024-01-04")),
+        (DAY("2024-01-05"), DAY("2024-01-08")),
+        (DAY("2024-01-09"), DAY("2024-01-10")),
+    ]
+    assert len(calls) == sum(math.ceil(len(app.insight_rows(a, b, account)) / 7) for a, b in chunks)
+    assert not app.requests("GET", r"/me/adaccounts$")
+
+
+def test_config_keeps_secrets_out_of_repr_and_reads_the_environment() -> None:
+    config = FacebookAdsConfig.from_env(
+        {
+            "FACEBOOK_ACCESS_TOKEN": "EAAB-secret",
+            "FACEBOOK_AD_ACCOUNT_ID": "123, act_456",
+            "FACEBOOK_START_DATE": "2025-02-01",
+            "FACEBOOK_ATTRIBUTION_WINDOW_DAYS": "28",
+        }
+    )
+    assert config.ad_account_ids == ("act_123", "act_456")
+    assert config.start_date == date(2025, 2, 1) and config.attribution_window_days == 28
+    assert config.graph_url == "https://graph.facebook.com" and not config.sandbox
+    assert "EAAB-secret" not in repr(config)
+    with pytest.raises(SettingsError, match="FACEBOOK_ACCESS_TOKEN"):
+        FacebookAdsConfig.from_env({})
+    with pytest.raises(SettingsError, match="ad account id"):
+        FacebookAdsConfig(access_token="x", ad_account_ids=("act_12a",))
+    with pytest.raises(SettingsError, match="FACEBOOK_START_DATE"):
+        FacebookAdsConfig.from_env({"FACEBOOK_ACCESS_TOKEN": "x", "FACEBOOK_START_DATE": "01/02/2025"})
+    assert dataclasses.replace(config, attribution_window_days=0).attribution_window_days == 0
