@@ -32,6 +32,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(data / "dagster"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    monkeypatch.setenv("DLT_DATA_DIR", str(data / "dlt"))
     for name in ("CDP_ENV", "CDP_WAREHOUSE", "CDP_WAREHOUSE_TRANSFORMATIONS", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     return data
