@@ -251,6 +251,42 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
     return {"data": data, "text": "\n".join(lines)}
 
 
+# -- sandbox -------------------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from cdp_assets.sandbox.run import SANDBOX_NAMES, running, write_urls
+
+    settings = get_settings()
+    names = tuple(args.only.split(",")) if args.only else SANDBOX_NAMES
+    unknown = set(names) - set(SANDBOX_NAMES)
+    if unknown:
+        raise SystemExit(f"unknown stand-in(s): {', '.join(sorted(unknown))}; known: {', '.join(SANDBOX_NAMES)}")
+    urls_file = settings.data_dir / "sandbox.json"
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with running(names, seed=args.seed) as started:
+        write_urls(urls_file, started)
+        for name, item in started.items():
+            print(f"{name:14s} {item.url}", file=sys.stderr)
+        print(
+            f"URLs written to {urls_file}; local extracts use these stand-ins while they run. Ctrl-C stops.",
+            file=sys.stderr,
+        )
+        _print_json({name: item.url for name, item in started.items()})
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            urls_file.unlink(missing_ok=True)
+    return 0
+
+
 # -- bench ---------------------------------------------------------------------------------------
 
 
@@ -298,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bad-fraction", type=_fraction, default=0.002)
     demo.add_argument("--fresh", action="store_true", help="delete the data folder first")
     demo.set_defaults(func=cmd_demo)
+
+    sandbox = sub.add_parser("sandbox", help="run the SaaS stand-ins on 127.0.0.1 until stopped")
+    sandbox.add_argument("--seed", type=int, default=7)
+    sandbox.add_argument("--only", help="comma-separated stand-ins (default: all)")
+    sandbox.set_defaults(func=cmd_sandbox)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

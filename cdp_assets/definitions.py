@@ -13,11 +13,12 @@ import dagster as dg
 def build_definitions() -> dg.Definitions:
     # Imported here, not at module level: `dagster` looks for Definitions objects among this module's
     # attributes, and must find exactly one (`defs` below).
-    from cdp_assets.defs import automation, dbt, event_stream, resources
+    from cdp_assets.defs import automation, dbt, event_stream, resources, saas
 
     return dg.Definitions.merge(
         resources.defs,
         event_stream.defs,
+        saas.defs,
         dbt.defs,
         automation.defs,
         # One step at a time in the run's own process: locally every step writes the same DuckDB file,

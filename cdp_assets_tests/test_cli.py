@@ -121,3 +121,32 @@ def test_bench_ingest_runs_on_small_data() -> None:
         assert report[key] > 0, key
     assert report["ratio_load_to_naive"] == round(report["load_seconds"] / report["naive_seconds"], 2)
     assert "naive load" in result.stderr and "event load" in result.stderr
+
+
+def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None:
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cdp_assets.cli", "sandbox"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        urls = json.loads(proc.stdout.readline())
+        assert set(urls) == {"salesforce", "stripe", "google_ads", "facebook_ads", "customerio"}
+        assert all(u.startswith(("http://127.0.0.1:", "grpc://127.0.0.1:")) for u in urls.values())
+        assert json.loads((isolated_env / "sandbox.json").read_text()) == urls
+        # It answers as Stripe does: no key, a 401 in Stripe's error shape.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(urls["stripe"] + "/v1/customers?limit=1", timeout=5)
+        assert refused.value.code == 401
+        assert "error" in json.loads(refused.value.read())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    deadline = time.monotonic() + 5
+    while (isolated_env / "sandbox.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (isolated_env / "sandbox.json").exists()
