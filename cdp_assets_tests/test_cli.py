@@ -116,7 +116,9 @@ def test_reload_rejects_bad_dates(bad: str) -> None:
 def test_bench_ingest_runs_on_small_data() -> None:
     result = cdp("bench", "ingest", "--events", "3000")
     report = last_json(result)
-    assert report["events"] == 3000 and report["loaded"] == 3000
+    # A few generated server events are routed away from the warehouse (integrations.Snowflake false).
+    assert report["events"] == report["lines"] == 3000
+    assert report["loaded"] + report["filtered"] == 3000 and report["loaded"] > 2900
     for key in ("load_seconds", "naive_seconds", "load_events_per_s", "naive_events_per_s", "load_peak_mb"):
         assert report[key] > 0, key
     assert report["ratio_load_to_naive"] == round(report["load_seconds"] / report["naive_seconds"], 2)

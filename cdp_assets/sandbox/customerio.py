@@ -57,10 +57,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
-from cdp_assets.sandbox.event_generator import world_to_stream_time
+from cdp_assets.sandbox.clock import UnixTimeMixin
 from cdp_assets.sandbox.http import Fault, Request, Response, SandboxApp
-from cdp_assets.sandbox.stripe import SandboxClock
-from cdp_assets.sandbox.world import EPOCH, HISTORY, WORLD_END, Person, World, build_world
+from cdp_assets.sandbox.world import WORLD_END, Person, World, build_world
 
 SANDBOX_SITE_ID = "sandbox-site-id"
 SANDBOX_TRACK_API_KEY = "sandbox-track-api-key"
@@ -144,7 +143,7 @@ def server_error_fault(times: int = 1, status: int = 503, path: str | None = Non
     return Fault(cio_error(status, "Service Unavailable (sandbox fault)"), times=times, path=path)
 
 
-class CustomerIOSandbox(SandboxApp):
+class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
     """Customer.io's Track and App APIs over world-seeded people, campaigns, messages and consent."""
 
     name = "customerio"
@@ -164,9 +163,7 @@ class CustomerIOSandbox(SandboxApp):
         self.site_id = site_id
         self.track_api_key = track_api_key
         self.app_api_key = app_api_key
-        self.start = start or EPOCH
-        self.span = span or HISTORY
-        self.clock = SandboxClock(self.unix(self.start) - 30 * 86_400)
+        self._init_time(start, span, lead_seconds=30 * 86_400)
         self.people: dict[str, CioPerson] = {}  # by id, in creation order
         self.deleted_people: dict[str, CioPerson] = {}  # by cio_id
         self.suppressed: dict[str, int] = {}  # identifier (id, email or cio_id) -> when
@@ -183,23 +180,9 @@ class CustomerIOSandbox(SandboxApp):
         self._counter = 0
         self._cio_seq = 0
         self._seed()
-        self.clock.set(self.unix(WORLD_END))
+        self.set_time(self.unix(WORLD_END))
         self._routes_track()
         self._routes_app()
-
-    # -- time ------------------------------------------------------------------------------------
-
-    def unix(self, at: datetime) -> int:
-        return int(world_to_stream_time(at, self.start, self.span).timestamp())
-
-    def now(self) -> int:
-        return self.clock.now()
-
-    def advance(self, seconds: int = 1) -> int:
-        return self.clock.advance(seconds)
-
-    def set_time(self, when: int | datetime) -> int:
-        return self.clock.set(int(when.timestamp()) if isinstance(when, datetime) else when)
 
     # -- reading (tests) -------------------------------------------------------------------------
 
@@ -826,14 +809,7 @@ class CustomerIOSandbox(SandboxApp):
     def _seed(self) -> None:
         self._seed_catalog()
         rng = random.Random(f"customerio:{self.world.seed}")
-        timeline: list[tuple[int, int, Callable[[], None]]] = []
-        for person in self.world.people:
-            for at, step in self._journey(person, rng):
-                timeline.append((at, len(timeline), step))
-        timeline.sort(key=lambda entry: (entry[0], entry[1]))
-        for at, _order, step in timeline:
-            self.clock.set(max(at, self.now()))
-            step()
+        self._replay([step for person in self.world.people for step in self._journey(person, rng)])
         self._seed_invalid_emails(rng)
 
     def _seed_catalog(self) -> None:

@@ -34,8 +34,10 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
+from cdp_assets.sandbox.clock import SandboxClock
 from cdp_assets.sandbox.http import Fault, Request, Response, SandboxApp, SandboxServer
 from cdp_assets.sandbox.world import EPOCH, HISTORY
+from cdp_assets.sources.facebook_graph import AD_FIELDS, ADSET_FIELDS, CAMPAIGN_FIELDS, INSIGHT_FIELDS, TIME_FORMAT
 
 SANDBOX_ACCESS_TOKEN = "sandbox-facebook-access-token"
 # The delivery the sandbox holds: from the world's first day to its last (the event history's span).
@@ -48,87 +50,17 @@ ACCOUNT_TZ_NAME = "America/Los_Angeles"
 
 Kind = Literal["campaign", "adset", "ad"]
 
-# What an edge serves, per kind; the rest of Graph's many fields are not needed by the project.
+# What an edge serves, per kind: the fields the source reads (the rest of Graph's many are not needed).
 _FIELDS: dict[Kind, frozenset[str]] = {
-    "campaign": frozenset(
-        [
-            "id",
-            "name",
-            "account_id",
-            "status",
-            "configured_status",
-            "effective_status",
-            "objective",
-            "buying_type",
-            "daily_budget",
-            "lifetime_budget",
-            "created_time",
-            "updated_time",
-            "start_time",
-            "stop_time",
-        ]
-    ),
-    "adset": frozenset(
-        [
-            "id",
-            "name",
-            "account_id",
-            "campaign_id",
-            "status",
-            "configured_status",
-            "effective_status",
-            "daily_budget",
-            "lifetime_budget",
-            "optimization_goal",
-            "billing_event",
-            "created_time",
-            "updated_time",
-            "start_time",
-            "end_time",
-        ]
-    ),
-    "ad": frozenset(
-        [
-            "id",
-            "name",
-            "account_id",
-            "campaign_id",
-            "adset_id",
-            "status",
-            "configured_status",
-            "effective_status",
-            "creative",
-            "created_time",
-            "updated_time",
-        ]
-    ),
+    "campaign": frozenset(CAMPAIGN_FIELDS),
+    "adset": frozenset(ADSET_FIELDS),
+    "ad": frozenset(AD_FIELDS),
 }
 _EDGE_KIND: dict[str, Kind] = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
 _NODE_TYPE = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 _ACCOUNT_FIELDS = frozenset(["id", "account_id", "name", "currency", "timezone_name", "account_status"])
-_INSIGHT_FIELDS = frozenset(
-    [
-        "account_id",
-        "account_name",
-        "account_currency",
-        "campaign_id",
-        "campaign_name",
-        "adset_id",
-        "adset_name",
-        "ad_id",
-        "ad_name",
-        "impressions",
-        "reach",
-        "clicks",
-        "spend",
-        "ctr",
-        "cpc",
-        "cpm",
-        "actions",
-        "date_start",
-        "date_stop",
-    ]
-)
+# The source's insight fields, and a few more of Graph's that any other client may ask for.
+_INSIGHT_FIELDS = frozenset([*INSIGHT_FIELDS, "account_name", "account_currency", "date_start", "date_stop"])
 # Graph leaves deleted and archived objects out of an edge unless effective_status asks for them.
 _HIDDEN_BY_DEFAULT = frozenset({"DELETED", "ARCHIVED"})
 
@@ -197,7 +129,7 @@ class ReportRun:
 
 def graph_time(at: datetime) -> str:
     """A time as Graph writes it for these accounts: account-local with a numeric offset."""
-    return at.astimezone(ACCOUNT_TZ).strftime("%Y-%m-%dT%H:%M:%S%z")
+    return at.astimezone(ACCOUNT_TZ).strftime(TIME_FORMAT)
 
 
 def _money(value: float) -> str:
@@ -317,8 +249,8 @@ class FacebookSandbox(SandboxApp):
         self.seed = seed
         self.access_token = access_token
         self.today = today
-        # The clock that stamps updated_time on changes: noon UTC of `today`, one second per change.
-        self._now = datetime.combine(today, time(12), tzinfo=UTC)
+        # Stamps updated_time on changes: noon UTC of `today`, one second per change.
+        self.clock = SandboxClock(datetime.combine(today, time(12), tzinfo=UTC))
         self.accounts: dict[str, AdAccount] = {}
         self._late: dict[tuple[str, date], dict[str, int]] = {}
         self._reports: dict[str, ReportRun] = {}
@@ -461,30 +393,26 @@ class FacebookSandbox(SandboxApp):
         with self.lock:
             self._failing_reports += times
 
-    def _tick(self) -> datetime:
-        self._now += timedelta(seconds=1)
-        return self._now
-
     def rename(self, object_id: str, name: str) -> AdObject:
         """Rename a campaign, ad set or ad; its updated_time moves to the stand-in's clock."""
-        with self.lock:
-            obj = self._find(object_id)
-            obj.name = name
-            obj.updated_time = self._tick()
-            return obj
+        return self._change(object_id, name=name)
 
     def set_status(self, object_id: str, status: str) -> AdObject:
+        return self._change(object_id, status=status)
+
+    def _change(self, object_id: str, **values: str) -> AdObject:
         with self.lock:
             obj = self._find(object_id)
-            obj.status = status
-            obj.updated_time = self._tick()
+            for name, value in values.items():
+                setattr(obj, name, value)
+            obj.updated_time = self.clock.advance(timedelta(seconds=1))
             return obj
 
     def advance_to(self, today: date) -> None:
         """Let time pass: days up to `today` now have delivery, and changes are stamped on that day."""
         with self.lock:
             self.today = today
-            self._now = max(self._now, datetime.combine(today, time(12), tzinfo=UTC))
+            self.clock.set(max(self.clock.now(), datetime.combine(today, time(12), tzinfo=UTC)))
 
     def insight_rows(self, since: date, until: date, account_id: str | None = None) -> list[dict[str, Any]]:
         """The ad-level daily rows the API serves for this range, typed as a correct load holds them:
@@ -774,8 +702,8 @@ class FacebookSandbox(SandboxApp):
                 "async_percent_completion": 100,
                 "date_start": report.since.isoformat(),
                 "date_stop": report.until.isoformat(),
-                "time_ref": int(self._now.timestamp()),
-                "time_completed": int(self._now.timestamp()),
+                "time_ref": int(self.clock.now().timestamp()),
+                "time_completed": int(self.clock.now().timestamp()),
             }
             if report.failed:  # Graph v25+ says why
                 full.update(error_code=2, error_subcode=1487390, error_message="Please reduce the amount of data")

@@ -56,6 +56,7 @@ from google.ads.googleads.v26.services.types.google_ads_service import (
 )
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from cdp_assets.sandbox.http import FaultQueue
 from cdp_assets.sandbox.world import EPOCH, HISTORY
 
 API_VERSION = "v26"
@@ -448,7 +449,7 @@ class GoogleAdsSandbox:
         self.today = today
         self.batch_size = batch_size
         self.log: list[GrpcRequest] = []
-        self._faults: list[GrpcFault] = []
+        self._faults: FaultQueue[GrpcFault] = FaultQueue()
         self._late: dict[tuple[int, date], float] = {}
         self.lock = threading.RLock()
         rng = random.Random(seed)
@@ -550,22 +551,10 @@ class GoogleAdsSandbox:
     # -- faults and log ------------------------------------------------------------------------------
 
     def inject(self, fault: GrpcFault) -> None:
-        with self.lock:
-            self._faults.append(fault)
+        self._faults.add(fault)
 
     def clear_faults(self) -> None:
-        with self.lock:
-            self._faults.clear()
-
-    def _take_fault(self, request: GrpcRequest) -> GrpcFault | None:
-        with self.lock:
-            for fault in self._faults:
-                if fault.matches(request):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+        self._faults.clear()
 
     def requests(self, resource: str | None = None) -> list[GrpcRequest]:
         """The request log, optionally only the queries FROM `resource`."""
@@ -582,7 +571,7 @@ class GoogleAdsSandbox:
         with self.lock:
             self.log.append(logged)
         request_id = uuid.UUID(int=random.Random(len(self.log)).getrandbits(128)).hex[:22]
-        fault = self._take_fault(logged)
+        fault = self._faults.take(logged)
         if fault is not None and fault.after_batches == 0:
             self._abort(context, fault.code, fault.message, fault.failure, request_id)
             return
@@ -639,23 +628,9 @@ class GoogleAdsSandbox:
             )
         login = metadata.get("login-customer-id")
         if login is not None and self.login_customer_id is not None and login != self.login_customer_id:
-            raise _Denied(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "The caller does not have permission",
-                _failure(
-                    f"login-customer-id {login} does not manage customer {request.customer_id}.",
-                    authorization_error=AuthorizationErrorEnum.AuthorizationError.USER_PERMISSION_DENIED,
-                ),
-            )
+            raise _Denied.permission(f"login-customer-id {login} does not manage customer {request.customer_id}.")
         if not request.customer_id.isdigit() or int(request.customer_id) not in self.customers:
-            raise _Denied(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "The caller does not have permission",
-                _failure(
-                    f"User doesn't have permission to access customer {request.customer_id}.",
-                    authorization_error=AuthorizationErrorEnum.AuthorizationError.USER_PERMISSION_DENIED,
-                ),
-            )
+            raise _Denied.permission(f"User doesn't have permission to access customer {request.customer_id}.")
 
     def _evaluate(self, query: Query, customer_id: int) -> list[GoogleAdsRow]:
         allowed = _RESOURCE_FIELDS.get(query.resource)
@@ -824,6 +799,15 @@ class _Denied(Exception):
         super().__init__(message)
         self.code = code
         self.failure = failure
+
+    @classmethod
+    def permission(cls, detail: str) -> _Denied:
+        """The caller may not read this customer: the same status and message whatever the reason."""
+        return cls(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "The caller does not have permission",
+            _failure(detail, authorization_error=AuthorizationErrorEnum.AuthorizationError.USER_PERMISSION_DENIED),
+        )
 
 
 class GoogleAdsSandboxServer:

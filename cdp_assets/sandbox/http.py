@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 Headers = dict[str, str]
@@ -82,6 +82,45 @@ class Fault:
         )
 
 
+class _Matching(Protocol):
+    times: int
+
+    def matches(self, request: Any) -> bool: ...
+
+
+_F = TypeVar("_F", bound=_Matching)
+
+
+class FaultQueue(Generic[_F]):
+    """Faults waiting for their requests: the first queued that matches answers, `times` times over.
+
+    Shared by the HTTP stand-ins (`Fault`) and the gRPC one (its own fault type, the same rules).
+    """
+
+    def __init__(self) -> None:
+        self._faults: list[_F] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: _F) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, request: Any) -> _F | None:
+        """The fault this request gets, used up once (None: it gets its normal answer)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(request):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+
 class SandboxApp:
     """Routes over an API's data. Subclasses call `route()` in `__init__` and keep their own state."""
 
@@ -90,7 +129,7 @@ class SandboxApp:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.log: list[Request] = []
-        self._faults: list[Fault] = []
+        self._faults: FaultQueue[Fault] = FaultQueue()
         self.lock = threading.RLock()
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
@@ -100,22 +139,10 @@ class SandboxApp:
     # -- faults ----------------------------------------------------------------------------------
 
     def inject(self, fault: Fault) -> None:
-        with self.lock:
-            self._faults.append(fault)
+        self._faults.add(fault)
 
     def clear_faults(self) -> None:
-        with self.lock:
-            self._faults.clear()
-
-    def _take_fault(self, request: Request) -> Fault | None:
-        with self.lock:
-            for fault in self._faults:
-                if fault.matches(request):
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+        self._faults.clear()
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -131,7 +158,7 @@ class SandboxApp:
     def handle(self, request: Request) -> Response:
         with self.lock:
             self.log.append(request)
-        fault = self._take_fault(request)
+        fault = self._faults.take(request)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)

@@ -30,7 +30,6 @@ import base64
 import itertools
 import random
 import re
-import threading
 import xml.dom.minidom
 import xml.parsers.expat
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from cdp_assets.sandbox.clock import SandboxClock, truncate_ms
 from cdp_assets.sandbox.http import Fault, Request, Response, SandboxApp
 from cdp_assets.sandbox.world import WORLD_END, Company, Person, World, build_world
 
@@ -102,38 +102,6 @@ def parse_sf_datetime(text: str) -> datetime:
     zone = "+00:00" if zone in (None, "Z") else f"{zone[:3]}:{zone[-2:]}"
     micros = (fraction or ".0")[1:].ljust(6, "0")
     return datetime.fromisoformat(f"{day}T{clock}.{micros}{zone}").astimezone(UTC)
-
-
-def _ms(moment: datetime) -> datetime:
-    """Truncated to the millisecond, the precision Salesforce keeps."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-class SandboxClock:
-    """The stand-in's "now". Every write takes `tick()`, so writes get distinct, increasing stamps."""
-
-    def __init__(self, start: datetime | None = None, step: timedelta = timedelta(milliseconds=1)):
-        self._now = _ms(start or WORLD_END + timedelta(days=1))
-        self.step = step
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta) -> datetime:
-        with self._lock:
-            self._now = _ms(self._now + delta)
-            return self._now
-
-    def set(self, moment: datetime) -> None:
-        with self._lock:
-            self._now = _ms(moment.astimezone(UTC))
-
-    def tick(self) -> datetime:
-        with self._lock:
-            stamp = self._now
-            self._now = stamp + self.step
-            return stamp
 
 
 # ------------------------------------------------------------------------------------ object metadata
@@ -698,7 +666,7 @@ def _coerce(fdef: FieldDef, value: Any) -> Any:
     )
     try:
         if fdef.type == "datetime":
-            return _ms(value if isinstance(value, datetime) else parse_sf_datetime(value))
+            return truncate_ms(value if isinstance(value, datetime) else parse_sf_datetime(value))
         if fdef.type == "date":
             return value if isinstance(value, date) else date.fromisoformat(value)
     except (TypeError, ValueError):
@@ -1045,18 +1013,13 @@ class SalesforceSandbox(SandboxApp):
         return bool(body.get("allOrNone", False)), records
 
     def _collection_create(self, request: Request, version: str) -> Response:
-        parsed = self._collection_body(request)
-        if isinstance(parsed, Response):
-            return parsed
-        all_or_none, records = parsed
-        plans = []
-        for record in records:
-            obj = self._object(record["attributes"]["type"])
-            assert obj is not None
-            plans.append(self._plan(lambda obj=obj, record=record: self._plan_create(obj, record)))
-        return self._commit(plans, all_or_none)
+        return self._collection_write(request, self._plan_create)
 
     def _collection_update(self, request: Request, version: str) -> Response:
+        return self._collection_write(request, lambda obj, record: self._plan_update(obj, record.get("Id"), record))
+
+    def _collection_write(self, request: Request, plan: Callable[[SObjectType, dict[str, Any]], _Write]) -> Response:
+        """A create or update of records of any types: each planned with `plan`, then committed together."""
         parsed = self._collection_body(request)
         if isinstance(parsed, Response):
             return parsed
@@ -1065,7 +1028,7 @@ class SalesforceSandbox(SandboxApp):
         for record in records:
             obj = self._object(record["attributes"]["type"])
             assert obj is not None
-            plans.append(self._plan(lambda obj=obj, record=record: self._plan_update(obj, record.get("Id"), record)))
+            plans.append(self._plan(lambda obj=obj, record=record: plan(obj, record)))
         return self._commit(plans, all_or_none)
 
     def _upsert(self, request: Request, version: str, sobject: str, key: str) -> Response:
@@ -1494,10 +1457,10 @@ class _Seeder:
             self._person(person)
 
     def _insert(self, name: str, at: datetime, by: str | None = None, **values: Any) -> str:
-        return self.app.insert(self.o[name], values, _ms(at), by or self.integration)
+        return self.app.insert(self.o[name], values, truncate_ms(at), by or self.integration)
 
     def _update(self, name: str, record_id: str, at: datetime, by: str | None = None, **values: Any) -> None:
-        self.app.update(self.o[name], record_id, values, _ms(at), by or self.integration)
+        self.app.update(self.o[name], record_id, values, truncate_ms(at), by or self.integration)
 
     def _users(self) -> None:
         start = self.world.start - timedelta(days=400)
@@ -1661,7 +1624,7 @@ class _Seeder:
             Status="Working - Contacted",
             Lifecycle_Stage__c="signed_up",
             Product_User_Id__c=person.user_id,
-            Signed_Up_At__c=_ms(person.signed_up_at),
+            Signed_Up_At__c=truncate_ms(person.signed_up_at),
         )
 
     def _convert(self, person: Person, ids: dict[str, str], owner: str, at: datetime) -> None:

@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from cdp_assets.sandbox.event_generator import world_to_stream_time
+from cdp_assets.sandbox.clock import UnixTimeMixin
 from cdp_assets.sandbox.http import Fault, Request, Response, SandboxApp
-from cdp_assets.sandbox.world import EPOCH, HISTORY, WORLD_END, Person, World, build_world
+from cdp_assets.sandbox.world import WORLD_END, Person, World, build_world
 
 SANDBOX_API_KEY = "sk_test_cdp_sandbox"
 # The API version the pinned SDK sends (Stripe-Version); events carry the version they were rendered in.
@@ -98,24 +98,6 @@ PAST_DUE_SHARE = 0.08  # paying customers whose first payment fails
 CANCEL_SHARE = 0.06  # paying customers who cancel before the end of the history
 
 
-class SandboxClock:
-    """The stand-in's own time (unix seconds): fixed until a test moves it."""
-
-    def __init__(self, now: int) -> None:
-        self._now = int(now)
-
-    def now(self) -> int:
-        return self._now
-
-    def advance(self, seconds: int = 1) -> int:
-        self._now += int(seconds)
-        return self._now
-
-    def set(self, now: int) -> int:
-        self._now = int(now)
-        return self._now
-
-
 class StripeError(Exception):
     """An API error the handler turns into Stripe's error response."""
 
@@ -164,7 +146,7 @@ def server_error_fault(times: int = 1, status: int = 500, path: str | None = Non
     return Fault(response, times=times, path=path)
 
 
-class StripeSandbox(SandboxApp):
+class StripeSandbox(UnixTimeMixin, SandboxApp):
     """Stripe's v1 list and retrieve endpoints over world-seeded billing data, with test helpers."""
 
     name = "stripe"
@@ -180,9 +162,7 @@ class StripeSandbox(SandboxApp):
         super().__init__()
         self.world = world or build_world()
         self.api_key = api_key
-        self.start = start or EPOCH
-        self.span = span or HISTORY
-        self.clock = SandboxClock(self.unix(self.start) - _MONTH)
+        self._init_time(start, span, lead_seconds=_MONTH)
         self._objects: dict[str, dict[str, Obj]] = {kind: {} for kind in RESOURCES.values()}
         self._seq: dict[str, int] = {}  # id -> creation order, the tie-break of equal `created`
         self._deleted: dict[str, Obj] = {}  # id -> the object as it was when deleted
@@ -190,25 +170,10 @@ class StripeSandbox(SandboxApp):
         self._plans: dict[str, Obj] = {}  # plan -> price
         self._by_user_id: dict[str, str] = {}
         self._seed()
-        self.clock.set(self.unix(WORLD_END))
+        self.set_time(self.unix(WORLD_END))
         for resource in RESOURCES:
             self.route("GET", rf"/v1/{resource}", self._lister(resource))
             self.route("GET", rf"/v1/{resource}/(?P<object_id>[^/]+)", self._retriever(resource))
-
-    # -- time ------------------------------------------------------------------------------------
-
-    def unix(self, at: datetime) -> int:
-        """The unix time a moment of the world's history has in this stand-in."""
-        return int(world_to_stream_time(at, self.start, self.span).timestamp())
-
-    def now(self) -> int:
-        return self.clock.now()
-
-    def advance(self, seconds: int = 1) -> int:
-        return self.clock.advance(seconds)
-
-    def set_time(self, when: int | datetime) -> int:
-        return self.clock.set(int(when.timestamp()) if isinstance(when, datetime) else when)
 
     # -- reading (tests) -------------------------------------------------------------------------
 
@@ -777,19 +742,10 @@ class StripeSandbox(SandboxApp):
             )
             self._update("product", product["id"], {"default_price": price["id"]}, "product.updated")
             self._plans[plan] = self._objects["price"][price["id"]]
-            self.clock.advance(60)
+            self.advance(60)
 
         rng = random.Random(f"stripe:{self.world.seed}")
-        timeline: list[tuple[int, int, Callable[[], None]]] = []
-        order = 0
-        for person in self.world.signed_up():
-            for at, step in self._journey(person, rng):
-                order += 1
-                timeline.append((at, order, step))
-        timeline.sort(key=lambda entry: (entry[0], entry[1]))
-        for at, _order, step in timeline:
-            self.clock.set(max(at, self.now()))
-            step()
+        self._replay([step for person in self.world.signed_up() for step in self._journey(person, rng)])
 
     def _journey(self, person: Person, rng: random.Random) -> list[tuple[int, Callable[[], None]]]:
         """The billing history of one signed-up person, as (unix time, change) steps."""

@@ -48,15 +48,15 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import customerio
 import dlt
 import requests
 from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.requests import Session
-from requests.adapters import HTTPAdapter
 
+from cdp_assets.sources.http_adapters import SandboxRewriteAdapter
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry, retry_after
 
 Obj = dict[str, Any]
@@ -244,13 +244,13 @@ def customerio_source(config: CustomerIOConfig, stats: CallStats | None = None) 
 
 @dlt.source(name="customerio")
 def _customerio(client: _AppClient) -> list[DltResource]:
-    segments = _segments(client)
+    segments = _listed(client, "segments")
     return [
         _customers(client),
         _unsubscribes(client),
         _suppressions(client),
         _optouts(client),
-        _campaigns(client),
+        _listed(client, "campaigns"),
         segments,
         _segment_members(client, segments),
         _messages(client),
@@ -361,22 +361,15 @@ def _optouts(client: _AppClient) -> DltResource:
     return dlt.resource(optouts, name="optouts", primary_key=("cio_id", "channel", "from"), write_disposition="replace")
 
 
-def _campaigns(client: _AppClient) -> DltResource:
-    def campaigns() -> Iterator[list[Obj]]:
-        rows = client.request("GET", "campaigns").get("campaigns") or []
-        if rows:
-            yield rows
+def _listed(client: _AppClient, name: str) -> DltResource:
+    """`campaigns` or `segments`: one call answers the whole list, `{"<name>": [...]}`, merged on `id`."""
 
-    return dlt.resource(campaigns, name="campaigns", primary_key="id", write_disposition="merge")
+    def rows() -> Iterator[list[Obj]]:
+        items = client.request("GET", name).get(name) or []
+        if items:
+            yield items
 
-
-def _segments(client: _AppClient) -> DltResource:
-    def segments() -> Iterator[list[Obj]]:
-        rows = client.request("GET", "segments").get("segments") or []
-        if rows:
-            yield rows
-
-    return dlt.resource(segments, name="segments", primary_key="id", write_disposition="merge")
+    return dlt.resource(rows, name=name, primary_key="id", write_disposition="merge")
 
 
 def _segment_members(client: _AppClient, segments: DltResource) -> DltResource:
@@ -430,19 +423,6 @@ def _truthy(value: Any) -> bool:
 # ----------------------------------------------------------------------------------------- Track API
 
 
-class _RewriteHTTPSAdapter(HTTPAdapter):
-    """Mounted on `https://`: sends each request to `http://<target>` with its path and query kept."""
-
-    def __init__(self, target_netloc: str, **kwargs: Any) -> None:
-        self.target_netloc = target_netloc
-        super().__init__(**kwargs)
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        parts = urlsplit(request.url or "")
-        request.url = urlunsplit(("http", self.target_netloc, parts.path, parts.query, parts.fragment))
-        return super().send(request, **kwargs)
-
-
 class SandboxTrackClient(customerio.CustomerIO):
     """The real Track client, its `https://` requests (v1 and v2 batch) sent to the sandbox over HTTP."""
 
@@ -454,7 +434,7 @@ class SandboxTrackClient(customerio.CustomerIO):
         session = super()._build_session()
         # Keep the library's own retry policy (5xx, and 429 with Retry-After) on the rewriting adapter.
         library_retry = session.get_adapter("https://").max_retries
-        session.mount("https://", _RewriteHTTPSAdapter(self.sandbox_netloc, max_retries=library_retry))
+        session.mount("https://", SandboxRewriteAdapter(self.sandbox_netloc, max_retries=library_retry))
         return session
 
 

@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -47,6 +47,8 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from cdp_assets.settings import SettingsError
+from cdp_assets.sources.daily_reports import date_chunks, lookback_cursor, report_days
+from cdp_assets.sources.facebook_graph import AD_FIELDS, ADSET_FIELDS, CAMPAIGN_FIELDS, INSIGHT_FIELDS, TIME_FORMAT
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry
 
 T = TypeVar("T")
@@ -61,66 +63,6 @@ TRANSIENT_CODES = frozenset({1, 2})
 AUTH_CODE = 190
 PERMISSION_CODES = frozenset({10, 200, 294})
 
-_CAMPAIGN_FIELDS = (
-    "id",
-    "name",
-    "account_id",
-    "status",
-    "configured_status",
-    "effective_status",
-    "objective",
-    "buying_type",
-    "daily_budget",
-    "lifetime_budget",
-    "created_time",
-    "updated_time",
-    "start_time",
-    "stop_time",
-)
-_ADSET_FIELDS = (
-    "id",
-    "name",
-    "account_id",
-    "campaign_id",
-    "status",
-    "configured_status",
-    "effective_status",
-    "daily_budget",
-    "lifetime_budget",
-    "optimization_goal",
-    "billing_event",
-    "created_time",
-    "updated_time",
-    "start_time",
-    "end_time",
-)
-_AD_FIELDS = (
-    "id",
-    "name",
-    "account_id",
-    "campaign_id",
-    "adset_id",
-    "status",
-    "configured_status",
-    "effective_status",
-    "creative",
-    "created_time",
-    "updated_time",
-)
-_INSIGHT_FIELDS = (
-    "account_id",
-    "campaign_id",
-    "campaign_name",
-    "adset_id",
-    "adset_name",
-    "ad_id",
-    "ad_name",
-    "impressions",
-    "reach",
-    "clicks",
-    "spend",
-    "actions",
-)
 # Every effective status an edge can filter on, per kind: asking for all of them is how deleted and
 # archived objects come back (an edge leaves them out by default).
 _STATUSES = {
@@ -409,10 +351,10 @@ class _Graph:
         }
         account = self.account(account_id)
         if not self.config.insights_async:
-            yield from self.pages(lambda: account.get_insights(fields=list(_INSIGHT_FIELDS), params=params))
+            yield from self.pages(lambda: account.get_insights(fields=list(INSIGHT_FIELDS), params=params))
             return
         # POSTing twice (a retry after a lost answer) only starts a second report; nothing is duplicated.
-        started = self.call(lambda: account.get_insights(fields=list(_INSIGHT_FIELDS), params=params, is_async=True))
+        started = self.call(lambda: account.get_insights(fields=list(INSIGHT_FIELDS), params=params, is_async=True))
         run_id = started.get("report_run_id") or started.get("id")
         report = AdReportRun(run_id, api=self.api)
         self._wait_for(report, account_id, since, until)
@@ -448,7 +390,7 @@ def parse_graph_time(value: str | None) -> datetime | None:
     """Graph's `2024-01-05T09:15:00-0800` as an aware datetime (UTC)."""
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").astimezone(UTC)
+    return datetime.strptime(value, TIME_FORMAT).astimezone(UTC)
 
 
 def _dimension_row(obj: Any) -> dict[str, Any]:
@@ -480,18 +422,6 @@ def _insight_row(obj: Any) -> dict[str, Any]:
     return row
 
 
-def date_chunks(since: date, until: date, days: int) -> Iterator[tuple[date, date]]:
-    start = since
-    while start <= until:
-        end = min(until, start + timedelta(days=days - 1))
-        yield start, end
-        start = end + timedelta(days=1)
-
-
-def _default_start(today: date) -> date:
-    return today - timedelta(days=3 * 365)
-
-
 # -------------------------------------------------------------------------------------------- source
 
 
@@ -502,9 +432,7 @@ def facebook_ads_source(config: FacebookAdsConfig, stats: CallStats | None = Non
     Build a fresh source for every run (dagster-notes P1); `stats` collects calls, retries and waits.
     """
     graph = _Graph(config, stats if stats is not None else CallStats())
-    today = datetime.now(UTC).date()
-    end_date = config.end_date or today
-    start_date = config.start_date or _default_start(today)
+    start_date, end_date = report_days(config.start_date, config.end_date, days_back=3 * 365)
 
     def dimension(edge: str, fields: tuple[str, ...]) -> Any:
         @dlt.resource(
@@ -544,14 +472,10 @@ def facebook_ads_source(config: FacebookAdsConfig, stats: CallStats | None = Non
         },
     )
     def insights(
-        # primary_key=(): without it, a window of 0 days would drop re-read rows of the cursor's day as
-        # "already seen", freezing that day's partial numbers; the merge makes re-reads harmless.
-        date_start: dlt.sources.incremental[date] = dlt.sources.incremental(
-            "date_start", initial_value=start_date, lag=float(config.attribution_window_days) or None, primary_key=()
+        date_start: dlt.sources.incremental[date] = lookback_cursor(
+            "date_start", start_date, config.attribution_window_days
         ),
     ) -> Iterator[list[dict[str, Any]]]:
-        # dlt steps the cursor back by the lag (whole days for a date cursor) and never before the
-        # initial value: start_value is the first day whose attribution may still change.
         since = date_start.start_value or start_date
         if since > end_date:
             return
@@ -562,8 +486,8 @@ def facebook_ads_source(config: FacebookAdsConfig, stats: CallStats | None = Non
                         yield [_insight_row(obj) for obj in page]
 
     return [
-        dimension("campaigns", _CAMPAIGN_FIELDS),
-        dimension("adsets", _ADSET_FIELDS),
-        dimension("ads", _AD_FIELDS),
+        dimension("campaigns", CAMPAIGN_FIELDS),
+        dimension("adsets", ADSET_FIELDS),
+        dimension("ads", AD_FIELDS),
         insights,
     ]

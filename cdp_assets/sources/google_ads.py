@@ -35,7 +35,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import dlt
@@ -52,6 +52,7 @@ from google.api_core import exceptions as core_exceptions
 from google.oauth2.credentials import Credentials
 
 from cdp_assets.settings import SettingsError
+from cdp_assets.sources.daily_reports import date_chunks, lookback_cursor, report_days
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry, Stop
 
 T = TypeVar("T")
@@ -474,14 +475,6 @@ def _typed(data_type: str) -> dict[str, Any]:
     return {"data_type": data_type}
 
 
-def date_chunks(since: date, until: date, days: int) -> Iterator[tuple[date, date]]:
-    start = since
-    while start <= until:
-        end = min(until, start + timedelta(days=days - 1))
-        yield start, end
-        start = end + timedelta(days=1)
-
-
 # ----------------------------------------------------------------------------------------------- source
 
 
@@ -500,9 +493,7 @@ def google_ads_source(config: GoogleAdsConfig, stats: CallStats | None = None) -
         max_delay=max(config.max_quota_wait_seconds, config.backoff_base_seconds),
         stats=stats if stats is not None else CallStats(),
     )
-    today = datetime.now(UTC).date()
-    end_date = config.end_date or today
-    start_date = config.start_date or today - timedelta(days=2 * 365)
+    start_date, end_date = report_days(config.start_date, config.end_date, days_back=2 * 365)
 
     def dimension(name: str, columns: Sequence[Column], resource: str) -> Any:
         @dlt.resource(
@@ -536,14 +527,8 @@ def google_ads_source(config: GoogleAdsConfig, stats: CallStats | None = None) -
         },
     )
     def campaign_metrics(
-        # primary_key=(): no boundary deduplication, so the cursor's own day is re-read and updated even
-        # with a lookback of 0; the merge makes re-reads harmless.
-        day: dlt.sources.incremental[date] = dlt.sources.incremental(
-            "date", initial_value=start_date, lag=float(config.lookback_days) or None, primary_key=()
-        ),
+        day: dlt.sources.incremental[date] = lookback_cursor("date", start_date, config.lookback_days),
     ) -> Iterator[list[dict[str, Any]]]:
-        # dlt steps the cursor back by the lag (days, for a date cursor) and never before the initial
-        # value: start_value is the first day whose conversions may still change.
         since = day.start_value or start_date
         if since > end_date:
             return

@@ -42,15 +42,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import dlt
 import requests
 from dlt.extract import DltResource, DltSource
-from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError, SalesforceRefusedRequest
 
+from cdp_assets.sources.http_adapters import SandboxRewriteAdapter, TimeoutAdapter
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry, Stop, retry_after
 
 logger = logging.getLogger(__name__)
@@ -218,47 +218,16 @@ def _missing_message(values: Mapping[str, str | None]) -> str:
 # ------------------------------------------------------------------------------------- the session
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request a timeout: simple-salesforce sets none, and a hung socket would hang the run."""
-
-    def __init__(self, timeout: float, **kwargs: Any):
-        self.timeout = timeout
-        super().__init__(**kwargs)
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().send(request, *args, **kwargs)
-
-
-class _SandboxRewriteAdapter(_TimeoutAdapter):
-    """Sends every request to http://<netloc> (path and query kept): the client library insists on https.
-
-    Mounted for both schemes, so a session built for the sandbox cannot reach any other host. The host
-    the library meant is passed on in `X-Forwarded-Host` for the stand-in's request log.
-    """
-
-    def __init__(self, netloc: str, timeout: float, **kwargs: Any):
-        self.netloc = netloc
-        super().__init__(timeout, **kwargs)
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        parts = urlsplit(request.url or "")
-        request.headers["X-Forwarded-Host"] = parts.netloc
-        request.url = urlunsplit(("http", self.netloc, parts.path, parts.query, parts.fragment))
-        return super().send(request, *args, **kwargs)
-
-
 def build_session(config: SalesforceConfig) -> requests.Session:
     """The `requests.Session` simple-salesforce runs on (a plain one: never a dlt Session, see §7.1)."""
     session = requests.Session()
     if config.sandbox_netloc:
         # Proxy and CA-bundle variables from the environment must not redirect the local stand-in.
         session.trust_env = False
-        adapter: HTTPAdapter = _SandboxRewriteAdapter(config.sandbox_netloc, config.timeout_seconds)
+        adapter: TimeoutAdapter = SandboxRewriteAdapter(config.sandbox_netloc, config.timeout_seconds)
         session.mount("http://", adapter)
     else:
-        adapter = _TimeoutAdapter(config.timeout_seconds)
+        adapter = TimeoutAdapter(config.timeout_seconds)
     session.mount("https://", adapter)
     return session
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import customerio
@@ -19,24 +18,13 @@ from cdp_assets.sandbox.customerio import (
     CustomerIOSandbox,
 )
 from cdp_assets.sandbox.http import SandboxServer
-from cdp_assets.sandbox.world import World, build_world
+from cdp_assets.sandbox.world import World
 from cdp_assets.sources.customerio import CustomerIOConfig, track_client
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return build_world(seed=7, people=300, companies=40)
 
 
 @pytest.fixture
 def app(world: World) -> CustomerIOSandbox:
     return CustomerIOSandbox(world)
-
-
-@pytest.fixture
-def server(app: CustomerIOSandbox) -> Iterator[SandboxServer]:
-    with SandboxServer(app) as srv:
-        yield srv
 
 
 class App:

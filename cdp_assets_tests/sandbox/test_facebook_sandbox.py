@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -25,9 +24,8 @@ from cdp_assets.sandbox.facebook import (
 
 
 @pytest.fixture
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer(FacebookSandbox(seed=3)) as running:
-        yield running
+def app() -> FacebookSandbox:
+    return FacebookSandbox(seed=3)
 
 
 def _get(server: SandboxServer, path: str, token: str = SANDBOX_ACCESS_TOKEN, **params: Any) -> requests.Response:

@@ -7,7 +7,6 @@ HTTP so the wire shapes are checked directly.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,31 +31,16 @@ from cdp_assets.sandbox.salesforce import (
     salesforce_id,
     sf_datetime,
 )
-from cdp_assets.sandbox.world import World, build_world
+from cdp_assets.sandbox.world import World
 from cdp_assets.sources.salesforce import SalesforceConfig, build_session
 
 SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 API = "/services/data/v59.0"
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    return build_world(7, people=300, companies=40)
-
-
 @pytest.fixture
 def app(world: World) -> SalesforceSandbox:
     return SalesforceSandbox(world)
-
-
-@pytest.fixture
-def server(app: SalesforceSandbox) -> Iterator[SandboxServer]:
-    running = SandboxServer(app)
-    # serve_forever checks for shutdown every 0.5 s by default: a short poll keeps each teardown quick.
-    running.thread = threading.Thread(target=running.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    running.thread.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

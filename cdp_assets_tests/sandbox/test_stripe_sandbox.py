@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,23 +10,12 @@ import stripe
 
 from cdp_assets.sandbox.http import SandboxServer
 from cdp_assets.sandbox.stripe import SANDBOX_API_KEY, StripeSandbox, rate_limit_fault, server_error_fault
-from cdp_assets.sandbox.world import World, build_world
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return build_world(seed=7, people=300, companies=40)
+from cdp_assets.sandbox.world import World
 
 
 @pytest.fixture
 def app(world: World) -> StripeSandbox:
     return StripeSandbox(world)
-
-
-@pytest.fixture
-def server(app: StripeSandbox) -> Iterator[SandboxServer]:
-    with SandboxServer(app) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import base64
 import math
-import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import customerio
 import dlt
-import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -25,7 +21,7 @@ from cdp_assets.sandbox.customerio import (
     server_error_fault,
 )
 from cdp_assets.sandbox.http import SandboxServer
-from cdp_assets.sandbox.world import World, build_world
+from cdp_assets.sandbox.world import World
 from cdp_assets.sources.customerio import (
     CustomerIOAuthError,
     CustomerIOConfig,
@@ -35,60 +31,14 @@ from cdp_assets.sources.customerio import (
     track_client,
 )
 from cdp_assets.sources.policy import CallStats, RetriesExhausted
-
-# dlt's anonymous telemetry would contact a host outside 127.0.0.1; set before any pipeline exists.
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_customerio"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-@pytest.fixture(autouse=True)
-def only_local_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[Any]]:
-    """Fail the test if anything resolves or connects to a host other than 127.0.0.1."""
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    outside: list[Any] = []
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL_HOSTS:
-            outside.append(address)
-            raise OSError(f"test guard: connection to {address} refused")
-        return real_connect(sock, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in LOCAL_HOSTS and host is not None:
-            outside.append(host)
-            raise OSError(f"test guard: lookup of {host} refused")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield outside
-    assert outside == [], f"something contacted a host other than 127.0.0.1: {outside}"
-
-
-@pytest.fixture
-def people() -> int:
-    return 300
-
-
-@pytest.fixture
-def world(people: int) -> World:
-    return build_world(seed=7, people=people, companies=max(20, people // 8))
 
 
 @pytest.fixture
 def app(world: World) -> CustomerIOSandbox:
     return CustomerIOSandbox(world)
-
-
-@pytest.fixture
-def server(app: CustomerIOSandbox) -> Iterator[SandboxServer]:
-    with SandboxServer(app) as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -98,12 +48,7 @@ def config(server: SandboxServer) -> CustomerIOConfig:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="customerio_test",
-        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    return duckdb_pipeline(tmp_path, DATASET)
 
 
 def run(pipeline: dlt.Pipeline, config: CustomerIOConfig, *resources: str, stats: CallStats | None = None) -> str:
@@ -114,12 +59,6 @@ def run(pipeline: dlt.Pipeline, config: CustomerIOConfig, *resources: str, stats
     info = pipeline.run(source)
     info.raise_on_failed_jobs()
     return info.loads_ids[-1]
-
-
-def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    path = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-    with duckdb.connect(path, read_only=True) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def column(pipeline: dlt.Pipeline, sql: str) -> list[Any]:
@@ -250,7 +189,7 @@ def test_wrong_app_key_stops_with_a_clear_message(
     config = CustomerIOConfig.for_sandbox(server.url, app_api_key="not-the-key")
     with pytest.raises(PipelineStepFailed) as failure:
         pipeline.extract(customerio_source(config).with_resources("campaigns"))
-    cause = _find_cause(failure.value, CustomerIOAuthError)
+    cause = find_cause(failure.value, CustomerIOAuthError)
     assert "CUSTOMERIO_APP_API_KEY" in str(cause) and "not-the-key" not in str(cause)
     assert len(app.log) == 1  # not retried
 
@@ -273,7 +212,7 @@ def test_retries_running_out_fail_the_run_without_moving_cursors(
 
     with pytest.raises(PipelineStepFailed) as failure:
         run(pipeline, config, *resources)
-    assert "customerio: still failing after 2 attempts" in str(_find_cause(failure.value, RetriesExhausted))
+    assert "customerio: still failing after 2 attempts" in str(find_cause(failure.value, RetriesExhausted))
     assert {r: resource_state(pipeline, r) for r in resources} == states
     assert {r: query(pipeline, f"select * from {DATASET}.{r} order by id") for r in resources} == tables
 
@@ -372,12 +311,3 @@ def test_config_keeps_secrets_out_of_repr_and_reads_the_environment() -> None:
         track_client(CustomerIOConfig(app_api_key="app-only"))
     with pytest.raises(CustomerIOConfigError, match="App API key"):
         customerio_source(CustomerIOConfig(site_id="s", track_api_key="t"))
-
-
-def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    raise AssertionError(f"no {kind.__name__} in the chain of {exc!r}")

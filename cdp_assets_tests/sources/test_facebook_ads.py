@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import socket
 import sys
 import traceback
 from collections.abc import Iterator
@@ -33,34 +32,13 @@ from cdp_assets.sources.facebook_ads import (
     throttle_wait_seconds,
 )
 from cdp_assets.sources.policy import CallStats, RetriesExhausted
+from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_facebook_ads"
 DAY = date.fromisoformat
 FIRST_DAY, RUN1_END, RUN2_END = DAY("2024-01-01"), DAY("2024-01-10"), DAY("2024-01-14")
 # The first day a second run re-reads: the cursor (RUN1_END) less the 7-day attribution window.
 RUN2_SINCE = DAY("2024-01-03")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """dlt's data folder under tmp_path, no telemetry, and no connection anywhere but 127.0.0.1."""
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
-            raise AssertionError(f"a connection to {address} left 127.0.0.1")
-        return real_connect(sock, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in ("127.0.0.1", "::1", "localhost", None):
-            raise AssertionError(f"a name lookup for {host!r}: something tried to leave 127.0.0.1")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
 
 
 @pytest.fixture
@@ -73,12 +51,7 @@ def graph() -> Iterator[tuple[FacebookSandbox, SandboxServer]]:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="facebook_ads",
-        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    return duckdb_pipeline(tmp_path, DATASET)
 
 
 def _config(server: SandboxServer, **overrides: Any) -> FacebookAdsConfig:
@@ -90,16 +63,11 @@ def _run(pipeline: dlt.Pipeline, config: FacebookAdsConfig, stats: CallStats | N
     pipeline.run(source.with_resources(*only) if only else source)
 
 
-def _query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    with pipeline.sql_client() as client, client.execute_query(sql.format(ds=DATASET)) as cursor:
-        return [tuple(row) for row in cursor.fetchall()]
-
-
 def _insights(pipeline: dlt.Pipeline) -> dict[tuple[str, date], dict[str, Any]]:
     """The loaded insights with their actions, keyed like the merge: (ad_id, date_start)."""
     loaded: dict[tuple[str, date], dict[str, Any]] = {}
-    for ad_id, day, impressions, reach, clicks, spend in _query(
-        pipeline, "SELECT ad_id, date_start, impressions, reach, clicks, spend FROM {ds}.insights"
+    for ad_id, day, impressions, reach, clicks, spend in query(
+        pipeline, f"SELECT ad_id, date_start, impressions, reach, clicks, spend FROM {DATASET}.insights"
     ):
         assert (ad_id, day) not in loaded, f"duplicate insights row {ad_id} {day}"
         loaded[(ad_id, day)] = {
@@ -109,10 +77,10 @@ def _insights(pipeline: dlt.Pipeline) -> dict[tuple[str, date], dict[str, Any]]:
             "spend": spend,
             "actions": {},
         }
-    for ad_id, day, action_type, value in _query(
+    for ad_id, day, action_type, value in query(
         pipeline,
-        "SELECT i.ad_id, i.date_start, a.action_type, a.value FROM {ds}.insights i "
-        "JOIN {ds}.insights__actions a ON a._dlt_parent_id = i._dlt_id",
+        f"SELECT i.ad_id, i.date_start, a.action_type, a.value FROM {DATASET}.insights i "
+        f"JOIN {DATASET}.insights__actions a ON a._dlt_parent_id = i._dlt_id",
     ):
         loaded[(ad_id, day)]["actions"][action_type] = value
     return loaded
@@ -125,18 +93,13 @@ def _truth(app: FacebookSandbox, since: date, until: date) -> dict[tuple[str, da
     }
 
 
+def _campaign_names(pipeline: dlt.Pipeline) -> dict[str, str]:
+    return dict(query(pipeline, f"SELECT id, name FROM {DATASET}.campaigns"))
+
+
 def _cursor(pipeline: dlt.Pipeline) -> date:
     state = pipeline.state["sources"]["facebook_ads"]["resources"]["insights"]["incremental"]["date_start"]
     return state["last_value"]
-
-
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _report_posts(app: FacebookSandbox) -> list[dict[str, Any]]:
@@ -153,15 +116,15 @@ def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_ren
 
     # Dimensions: every campaign, ad set and ad of both accounts, the archived campaign included
     # (Graph hides it unless asked), with Graph's account-local times read as instants.
-    campaigns = _query(pipeline, "SELECT id, name, effective_status, updated_time FROM {ds}.campaigns")
+    campaigns = query(pipeline, f"SELECT id, name, effective_status, updated_time FROM {DATASET}.campaigns")
     assert sorted(campaigns) == sorted(
         (c.id, c.name, app.effective_status(c), c.updated_time) for c in app.objects("campaign")
     )
     assert {r[2] for r in campaigns} == {"ACTIVE", "ARCHIVED"}
-    assert sorted(r[0] for r in _query(pipeline, "SELECT id FROM {ds}.adsets")) == sorted(
+    assert sorted(r[0] for r in query(pipeline, f"SELECT id FROM {DATASET}.adsets")) == sorted(
         o.id for o in app.objects("adset")
     )
-    ads = _query(pipeline, "SELECT id, adset_id, campaign_id, creative_id FROM {ds}.ads")
+    ads = query(pipeline, f"SELECT id, adset_id, campaign_id, creative_id FROM {DATASET}.ads")
     assert len(ads) == len(app.ads()) == 32 and all(row[3] for row in ads)
 
     # Insights: exactly the stand-in's rows, the very first day included (a string cursor compared
@@ -220,10 +183,10 @@ def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_ren
     # Dimensions were asked only for what changed since the last run, and only the rename came back.
     edge_calls = [r for r in second if r.path.endswith(("/campaigns", "/adsets", "/ads"))]
     assert len(edge_calls) == 6 and all("updated_time" in (r.arg("filtering") or "") for r in edge_calls)
-    names = dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))
+    names = _campaign_names(pipeline)
     assert names == {c.id: c.name for c in app.objects("campaign")}
     assert names[renamed.id] == "retargeting-site-visitors-v2"
-    assert _query(pipeline, "SELECT count(*), count(DISTINCT id) FROM {ds}.campaigns") == [(8, 8)]
+    assert query(pipeline, f"SELECT count(*), count(DISTINCT id) FROM {DATASET}.campaigns") == [(8, 8)]
 
 
 def test_throttling_and_server_errors_are_retried_and_the_data_is_complete(
@@ -254,7 +217,7 @@ def test_every_throttling_code_is_retried(graph: tuple[FacebookSandbox, SandboxS
     stats = CallStats()
     _run(pipeline, _config(server, max_attempts=len(codes) + 1), stats, "campaigns")
     assert stats.retries == len(codes)
-    assert len(_query(pipeline, "SELECT id FROM {ds}.campaigns")) == len(app.objects("campaign"))
+    assert len(query(pipeline, f"SELECT id FROM {DATASET}.campaigns")) == len(app.objects("campaign"))
 
 
 def test_throttle_wait_comes_from_the_usage_headers() -> None:
@@ -278,8 +241,7 @@ def test_an_invalid_token_stops_at_once_with_a_clear_message(
     secret = "EAAB-not-the-right-token-0123456789"
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server, access_token=secret), stats)
-    error = _in_chain(failed.value, FacebookAuthError)
-    assert error is not None
+    error = find_cause(failed.value, FacebookAuthError)
     assert "code 190" in str(error) and "FACEBOOK_ACCESS_TOKEN" in str(error)
     # Graph quoted the token back ("Malformed access token EAAB..."): it appears nowhere, traceback included.
     assert "Malformed access token" in str(error)
@@ -304,20 +266,20 @@ def test_a_failed_run_moves_no_cursor_and_the_rerun_leaves_no_duplicates(
     app.inject(server_error_fault(times=1000, path=r"/\d+/insights$"))
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server, end_date=RUN2_END, max_attempts=3))
-    assert _in_chain(failed.value, RetriesExhausted) is not None
+    find_cause(failed.value, RetriesExhausted)  # fails the test unless the retries ran out
 
     # Nothing of the failed run was loaded, and the cursor is where the first run left it.
     assert _cursor(pipeline) == RUN1_END
     assert _insights(pipeline) == first
-    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[campaign.id] == old_name
+    assert _campaign_names(pipeline)[campaign.id] == old_name
 
     app.clear_faults()
     _run(pipeline, _config(server, end_date=RUN2_END))
     assert _insights(pipeline) == {k: v for k, v in first.items() if k[1] < RUN2_SINCE} | _truth(
         app, RUN2_SINCE, RUN2_END
     )
-    assert _query(pipeline, "SELECT count(*) FROM {ds}.insights") == [(len(_insights(pipeline)),)]
-    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[campaign.id] == "warehouse-first-q1-renamed"
+    assert query(pipeline, f"SELECT count(*) FROM {DATASET}.insights") == [(len(_insights(pipeline)),)]
+    assert _campaign_names(pipeline)[campaign.id] == "warehouse-first-q1-renamed"
     assert _cursor(pipeline) == RUN2_END
 
 
@@ -328,8 +290,8 @@ def test_a_failed_report_fails_the_run_with_graph_s_reason(
     app.fail_reports(1)
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server), None, "insights")
-    error = _in_chain(failed.value, FacebookAdsError)
-    assert error is not None and "Job Failed" in str(error) and "reduce the amount of data" in str(error)
+    error = find_cause(failed.value, FacebookAdsError)
+    assert "Job Failed" in str(error) and "reduce the amount of data" in str(error)
     assert len(app.requests("GET", r"/v26\.0/\d+/$")) == 1  # one poll: a failed report is not waited on
     assert pipeline.state.get("sources", {}).get("facebook_ads") is None  # no cursor was written
 

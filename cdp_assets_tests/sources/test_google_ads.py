@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -33,6 +32,7 @@ from cdp_assets.sources.google_ads import (
     google_ads_source,
 )
 from cdp_assets.sources.policy import CallStats, QuotaExhausted
+from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_google_ads"
 DAY = date.fromisoformat
@@ -40,30 +40,6 @@ FIRST_DAY, RUN1_END, RUN2_END = DAY("2024-01-01"), DAY("2024-01-10"), DAY("2024-
 LOOKBACK = 7
 RUN2_SINCE = DAY("2024-01-03")  # the cursor (RUN1_END) less the lookback
 METRICS = r"FROM campaign WHERE segments\.date"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """dlt's data folder under tmp_path, no telemetry, no Python-level connection beyond 127.0.0.1
-    (an OAuth refresh against accounts.google.com would be one). gRPC's own sockets are C-level: that
-    they reach only the stand-in shows in its request log matching the calls the source counted."""
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt_data"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
-            raise AssertionError(f"a connection to {address} left 127.0.0.1")
-        return real_connect(sock, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in ("127.0.0.1", "::1", "localhost", None):
-            raise AssertionError(f"a name lookup for {host!r}: something tried to leave 127.0.0.1")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield
 
 
 @pytest.fixture
@@ -76,12 +52,7 @@ def ads() -> Iterator[tuple[GoogleAdsSandbox, GoogleAdsSandboxServer]]:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="google_ads",
-        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    return duckdb_pipeline(tmp_path, DATASET)
 
 
 def _config(server: GoogleAdsSandboxServer, **overrides: Any) -> GoogleAdsConfig:
@@ -94,18 +65,13 @@ def _run(pipeline: dlt.Pipeline, config: GoogleAdsConfig, stats: CallStats | Non
     pipeline.run(google_ads_source(config, stats))  # a fresh source object for every run (dagster-notes P1)
 
 
-def _query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    with pipeline.sql_client() as client, client.execute_query(sql.format(ds=DATASET)) as cursor:
-        return [tuple(row) for row in cursor.fetchall()]
-
-
 _METRIC_COLUMNS = ("impressions", "clicks", "cost_micros", "conversions", "conversions_value")
 
 
 def _metrics(pipeline: dlt.Pipeline) -> dict[tuple[int, int, date], tuple[Any, ...]]:
     loaded: dict[tuple[int, int, date], tuple[Any, ...]] = {}
-    for row in _query(
-        pipeline, f"SELECT customer_id, campaign_id, date, {', '.join(_METRIC_COLUMNS)} FROM {{ds}}.campaign_metrics"
+    for row in query(
+        pipeline, f"SELECT customer_id, campaign_id, date, {', '.join(_METRIC_COLUMNS)} FROM {DATASET}.campaign_metrics"
     ):
         assert row[:3] not in loaded, f"duplicate metrics row {row[:3]}"
         loaded[row[:3]] = row[3:]
@@ -117,6 +83,10 @@ def _truth(app: GoogleAdsSandbox, since: date, until: date) -> dict[tuple[int, i
         (r["customer_id"], r["campaign_id"], r["date"]): tuple(r[c] for c in _METRIC_COLUMNS)
         for r in app.daily_metrics(since, until)
     }
+
+
+def _campaign_names(pipeline: dlt.Pipeline) -> dict[int, str]:
+    return dict(query(pipeline, f"SELECT id, name FROM {DATASET}.campaigns"))
 
 
 def _cursor(pipeline: dlt.Pipeline) -> date:
@@ -131,15 +101,6 @@ def _ranges(app: GoogleAdsSandbox, since_index: int = 0) -> list[tuple[str, str]
     ]
 
 
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_renames_and_new_days(
     ads: tuple[GoogleAdsSandbox, GoogleAdsSandboxServer], pipeline: dlt.Pipeline
 ) -> None:
@@ -149,16 +110,16 @@ def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_ren
 
     # Dimensions in full, the removed campaign included; ids are BIGINT and exact even above 2**53.
     assert sorted(
-        _query(pipeline, "SELECT id, customer_id, name, status, advertising_channel_type FROM {ds}.campaigns")
+        query(pipeline, f"SELECT id, customer_id, name, status, advertising_channel_type FROM {DATASET}.campaigns")
     ) == sorted((c.id, c.customer_id, c.name, c.status, c.channel) for c in app.campaigns())
-    assert sorted(_query(pipeline, "SELECT id, campaign_id, name, status, type FROM {ds}.ad_groups")) == sorted(
+    assert sorted(query(pipeline, f"SELECT id, campaign_id, name, status, type FROM {DATASET}.ad_groups")) == sorted(
         (g.id, g.campaign_id, g.name, g.status, g.type) for g in app.ad_groups()
     )
     types = dict(
-        _query(
+        query(
             pipeline,
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = '{ds}' AND table_name = 'campaign_metrics'",
+            f"WHERE table_schema = '{DATASET}' AND table_name = 'campaign_metrics'",
         )
     )
     assert types["customer_id"] == types["campaign_id"] == types["cost_micros"] == "BIGINT"
@@ -201,8 +162,8 @@ def test_first_run_loads_everything_and_the_next_run_brings_late_conversions_ren
     assert loaded[key][3] == first[key][3] + 2.5
     # Jan 2 lies before this run's lookback: it keeps what the first run saw.
     assert loaded[(1234567890, brand.id, DAY("2024-01-02"))] == first[(1234567890, brand.id, DAY("2024-01-02"))]
-    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[BIG_CAMPAIGN_ID] == "segment-alternative-2024"
-    assert _query(pipeline, "SELECT count(*), count(DISTINCT id) FROM {ds}.campaigns") == [(5, 5)]
+    assert _campaign_names(pipeline)[BIG_CAMPAIGN_ID] == "segment-alternative-2024"
+    assert query(pipeline, f"SELECT count(*), count(DISTINCT id) FROM {DATASET}.campaigns") == [(5, 5)]
     assert _cursor(pipeline) == RUN2_END
 
 
@@ -218,7 +179,9 @@ def test_resource_exhausted_internal_and_rate_quota_are_retried_and_nothing_is_d
     _run(pipeline, _config(server, metrics_chunk_days=90), stats)
 
     assert _metrics(pipeline) == _truth(app, FIRST_DAY, RUN1_END)
-    assert _query(pipeline, "SELECT count(*) FROM {ds}.campaign_metrics") == [(len(_truth(app, FIRST_DAY, RUN1_END)),)]
+    assert query(pipeline, f"SELECT count(*) FROM {DATASET}.campaign_metrics") == [
+        (len(_truth(app, FIRST_DAY, RUN1_END)),)
+    ]
     assert stats.retries == 3 and stats.calls == len(app.log) == 6
     assert stats.errors == {"ResourceExhausted": 2, "InternalServerError": 1}
     # The "retry in 30 seconds" wait was honoured, capped by the config (0.05 s for the sandbox).
@@ -254,8 +217,7 @@ def test_an_exhausted_quota_stops_keeps_the_cursor_and_the_rerun_leaves_no_dupli
     stats = CallStats()
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server, end_date=RUN2_END), stats)
-    stop = _in_chain(failed.value, QuotaExhausted)
-    assert stop is not None, failed.value
+    stop = find_cause(failed.value, QuotaExhausted)
     assert "quota is exhausted" in str(stop) and "cursor did not move" in str(stop)
     assert isinstance(stop.__cause__, raised)
     assert app.developer_token not in str(failed.value)
@@ -263,13 +225,13 @@ def test_an_exhausted_quota_stops_keeps_the_cursor_and_the_rerun_leaves_no_dupli
 
     assert _cursor(pipeline) == RUN1_END
     assert _metrics(pipeline) == first
-    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[BIG_CAMPAIGN_ID] == "segment-alternative"
+    assert _campaign_names(pipeline)[BIG_CAMPAIGN_ID] == "segment-alternative"
 
     _run(pipeline, _config(server, end_date=RUN2_END))
     assert _metrics(pipeline) == {k: v for k, v in first.items() if k[2] < RUN2_SINCE} | _truth(
         app, RUN2_SINCE, RUN2_END
     )
-    assert dict(_query(pipeline, "SELECT id, name FROM {ds}.campaigns"))[BIG_CAMPAIGN_ID] == "renamed-while-over-quota"
+    assert _campaign_names(pipeline)[BIG_CAMPAIGN_ID] == "renamed-while-over-quota"
     assert _cursor(pipeline) == RUN2_END
 
 
@@ -281,16 +243,15 @@ def test_authentication_errors_fail_at_once_with_google_s_error_code(
     stats = CallStats()
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server), stats)
-    error = _in_chain(failed.value, GoogleAdsError)
-    assert error is not None
+    error = find_cause(failed.value, GoogleAdsError)
     assert "authentication_error.OAUTH_TOKEN_EXPIRED" in str(error) and "GOOGLE_ADS_REFRESH_TOKEN" in str(error)
     assert stats.retries == 0
 
     # A wrong developer token is refused by the stand-in itself, the way the API does.
     with pytest.raises(PipelineStepFailed) as failed:
         _run(pipeline, _config(server, developer_token="not-the-token"))
-    error = _in_chain(failed.value, GoogleAdsError)
-    assert error is not None and "DEVELOPER_TOKEN_INVALID" in str(error)
+    error = find_cause(failed.value, GoogleAdsError)
+    assert "DEVELOPER_TOKEN_INVALID" in str(error)
     assert "not-the-token" not in str(failed.value)
 
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import math
-import socket
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -25,48 +21,25 @@ from cdp_assets.sandbox.salesforce import (
     slow,
 )
 from cdp_assets.sandbox.world import World, build_world
+from cdp_assets.sources.http_adapters import SandboxRewriteAdapter, TimeoutAdapter
 from cdp_assets.sources.policy import CallStats, QuotaExhausted
 from cdp_assets.sources.salesforce import (
     SALESFORCE_OBJECTS,
     SalesforceClient,
     SalesforceConfig,
     SalesforceConfigError,
-    _SandboxRewriteAdapter,
-    _TimeoutAdapter,
     build_session,
     salesforce_source,
 )
+from cdp_assets_tests.sources.helpers import cause_chain, duckdb_pipeline, query
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DATASET = "raw_salesforce"
 TABLES = {spec.table: spec.sobject for spec in SALESFORCE_OBJECTS}
-
-
-@pytest.fixture(autouse=True)
-def only_local_hosts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every name lookup goes through getaddrinfo: refuse (and remember) any host but this machine."""
-    refused: list[str] = []
-    real = socket.getaddrinfo
-
-    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host)
-        if name not in LOCAL_HOSTS:
-            refused.append(name)
-            raise OSError(f"test guard: no network access to {name}")
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", guarded)
-    yield refused
-    assert refused == [], f"something tried to reach {refused}"
-
-
-@pytest.fixture(autouse=True)
-def dlt_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
+    # Built once for the module: the tests change the stand-in, never the world.
     return build_world(7, people=300, companies=40)
 
 
@@ -76,33 +49,13 @@ def app(world: World) -> SalesforceSandbox:
 
 
 @pytest.fixture
-def server(app: SalesforceSandbox) -> Iterator[SandboxServer]:
-    running = SandboxServer(app)
-    # serve_forever checks for shutdown every 0.5 s by default: a short poll keeps each teardown quick.
-    running.thread = threading.Thread(target=running.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    running.thread.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture
 def config(server: SandboxServer) -> SalesforceConfig:
     return SalesforceConfig.for_sandbox(server.url, backoff_seconds=0.05, rate_per_second=100)
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Path:
-    return tmp_path / "warehouse.duckdb"
-
-
-@pytest.fixture
-def pipeline(tmp_path: Path, warehouse: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="salesforce",
-        destination=dlt.destinations.duckdb(str(warehouse)),
-        dataset_name="raw_salesforce",
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+def pipeline(tmp_path: Path) -> dlt.Pipeline:
+    return duckdb_pipeline(tmp_path, DATASET)
 
 
 def run(pipeline: dlt.Pipeline, config: SalesforceConfig, *tables: str, stats: CallStats | None = None) -> Any:
@@ -113,30 +66,25 @@ def run(pipeline: dlt.Pipeline, config: SalesforceConfig, *tables: str, stats: C
     return pipeline.run(source)
 
 
-def sql(warehouse: Path, query: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(query).fetchall()
+def count(pipeline: dlt.Pipeline, table: str) -> int:
+    return query(pipeline, f'select count(*) from raw_salesforce."{table}"')[0][0]
 
 
-def count(warehouse: Path, table: str) -> int:
-    return sql(warehouse, f'select count(*) from raw_salesforce."{table}"')[0][0]
-
-
-def columns(warehouse: Path, table: str) -> dict[str, str]:
-    rows = sql(
-        warehouse,
+def columns(pipeline: dlt.Pipeline, table: str) -> dict[str, str]:
+    rows = query(
+        pipeline,
         "select column_name, data_type from information_schema.columns "
         f"where table_schema = 'raw_salesforce' and table_name = '{table}'",
     )
     return dict(rows)
 
 
-def last_load_ids(warehouse: Path, table: str) -> list[str]:
+def last_load_ids(pipeline: dlt.Pipeline, table: str) -> list[str]:
     """Ids of the rows the newest load wrote into `table`."""
     return [
         r[0]
-        for r in sql(
-            warehouse,
+        for r in query(
+            pipeline,
             f'select id from raw_salesforce."{table}" '
             "where _dlt_load_id = (select max(load_id) from raw_salesforce._dlt_loads) order by id",
         )
@@ -148,39 +96,30 @@ def cursor(pipeline: dlt.Pipeline, table: str) -> str:
     return pipeline.state["sources"]["salesforce"]["resources"][table]["incremental"][spec.cursor]["last_value"]
 
 
-def cause_chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
 # ------------------------------------------------------------------------------------- full runs
 
 
 def test_first_run_fills_every_table_and_the_second_loads_exactly_the_changes(
-    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, warehouse: Path, tmp_path: Path
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, tmp_path: Path
 ) -> None:
     run(pipeline, config)
 
     for table, sobject in TABLES.items():
-        assert count(warehouse, table) == len(app.records(sobject, include_deleted=True)), table
+        assert count(pipeline, table) == len(app.records(sobject, include_deleted=True)), table
     # Signed in through the real client's OAuth call, which the adapter sent to the stand-in.
     (login,) = app.requests("POST", r"^/services/oauth2/token$")
     assert login.headers["X-Forwarded-Host"] == "cdp-sandbox.my.salesforce.com"
     assert "client_credentials" in login.body.decode()
-    lead_columns = columns(warehouse, "lead")
+    lead_columns = columns(pipeline, "lead")
     assert lead_columns["system_modstamp"] == "TIMESTAMP WITH TIME ZONE"
     assert lead_columns["has_opted_out_of_email"] == "BOOLEAN"
     assert {"person_id__c", "lifecycle_stage__c", "country", "city"} <= lead_columns.keys()
     assert "address" not in lead_columns  # the compound field is skipped, its components are columns
-    assert "billing_address" not in columns(warehouse, "account")
-    assert columns(warehouse, "opportunity")["amount"] == "DECIMAL(18,2)"
-    assert columns(warehouse, "lead_history")["new_value"] == "VARCHAR"  # anyType as one text column
+    assert "billing_address" not in columns(pipeline, "account")
+    assert columns(pipeline, "opportunity")["amount"] == "DECIMAL(18,2)"
+    assert columns(pipeline, "lead_history")["new_value"] == "VARCHAR"  # anyType as one text column
     # The secret is in no pipeline file (state, schema, trace) and not in the warehouse.
-    for path in [warehouse, *(tmp_path / "pipelines").rglob("*")]:
+    for path in [tmp_path / "warehouse.duckdb", *(tmp_path / "pipelines").rglob("*")]:
         assert not path.is_file() or SANDBOX_CONSUMER_SECRET.encode() not in path.read_bytes(), path
 
     leads = [r["Id"] for r in app.records("Lead") if not r["IsConverted"]][:2]
@@ -190,67 +129,67 @@ def test_first_run_fills_every_table_and_the_second_loads_exactly_the_changes(
     app.update_record("Lead", leads[1], Title="Chief Data Officer")
     app.update_record("Opportunity", opportunity, StageName="Negotiation/Review")
     new_contact = app.add_record("Contact", LastName="Newcomer", Email="new.comer@example.org")
-    before = {table: count(warehouse, table) for table in TABLES}
+    before = {table: count(pipeline, table) for table in TABLES}
 
     run(pipeline, config)
 
-    assert last_load_ids(warehouse, "lead") == sorted(leads)
-    assert last_load_ids(warehouse, "opportunity") == [opportunity]
-    assert last_load_ids(warehouse, "contact") == [new_contact]
+    assert last_load_ids(pipeline, "lead") == sorted(leads)
+    assert last_load_ids(pipeline, "opportunity") == [opportunity]
+    assert last_load_ids(pipeline, "contact") == [new_contact]
     for table in ("account", "user", "campaign", "campaign_member"):
-        assert last_load_ids(warehouse, table) == [], table
-    assert count(warehouse, "lead") == before["lead"]  # merged, not appended
-    assert count(warehouse, "contact") == before["contact"] + 1
-    status = sql(warehouse, f"select status, title from raw_salesforce.lead where id = '{leads[0]}'")
+        assert last_load_ids(pipeline, table) == [], table
+    assert count(pipeline, "lead") == before["lead"]  # merged, not appended
+    assert count(pipeline, "contact") == before["contact"] + 1
+    status = query(pipeline, f"select status, title from raw_salesforce.lead where id = '{leads[0]}'")
     assert status[0][0] == "Closed - Not Converted"
     # History is appended: one Status row and one Title row for the leads, one StageName row.
-    history = sql(
-        warehouse,
+    history = query(
+        pipeline,
         "select lead_id, field, new_value from raw_salesforce.lead_history "
         "where _dlt_load_id = (select max(load_id) from raw_salesforce._dlt_loads) order by field",
     )
     assert history == [(leads[0], "Status", "Closed - Not Converted"), (leads[1], "Title", "Chief Data Officer")]
-    assert count(warehouse, "lead_history") == before["lead_history"] + 2
-    assert count(warehouse, "opportunity_field_history") > before["opportunity_field_history"]
+    assert count(pipeline, "lead_history") == before["lead_history"] + 2
+    assert count(pipeline, "opportunity_field_history") > before["opportunity_field_history"]
 
 
 def test_a_new_custom_field_becomes_a_column_on_the_next_run(
-    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, warehouse: Path
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline
 ) -> None:
     run(pipeline, config, "lead")
-    assert "fit_score__c" not in columns(warehouse, "lead")
+    assert "fit_score__c" not in columns(pipeline, "lead")
     scored = [r["Id"] for r in app.records("Lead")][:3]
 
     app.add_custom_field("Lead", "Fit_Score__c", "double", values={scored[0]: 87.5, scored[1]: 12})
     run(pipeline, config, "lead")
 
-    assert columns(warehouse, "lead")["fit_score__c"] == "DOUBLE"
-    values = dict(sql(warehouse, "select id, fit_score__c from raw_salesforce.lead where fit_score__c is not null"))
+    assert columns(pipeline, "lead")["fit_score__c"] == "DOUBLE"
+    values = dict(query(pipeline, "select id, fit_score__c from raw_salesforce.lead where fit_score__c is not null"))
     assert values == {scored[0]: 87.5, scored[1]: 12.0}
-    assert count(warehouse, "lead") == len(app.records("Lead", include_deleted=True))
+    assert count(pipeline, "lead") == len(app.records("Lead", include_deleted=True))
 
 
 def test_deleted_records_are_kept_and_flagged(
-    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, warehouse: Path
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline
 ) -> None:
     run(pipeline, config, "lead")
     seeded_deleted = {r["Id"] for r in app.records("Lead", include_deleted=True) if r["IsDeleted"]}
     assert seeded_deleted, "the world should have some deleted test leads"
-    flagged = {r[0] for r in sql(warehouse, "select id from raw_salesforce.lead where is_deleted")}
+    flagged = {r[0] for r in query(pipeline, "select id from raw_salesforce.lead where is_deleted")}
     assert flagged == seeded_deleted
-    rows = count(warehouse, "lead")
+    rows = count(pipeline, "lead")
 
     victim = next(r["Id"] for r in app.records("Lead"))
     app.delete_record("Lead", victim)
     run(pipeline, config, "lead")
 
-    assert count(warehouse, "lead") == rows
-    assert sql(warehouse, f"select is_deleted from raw_salesforce.lead where id = '{victim}'") == [(True,)]
-    assert last_load_ids(warehouse, "lead") == [victim]
+    assert count(pipeline, "lead") == rows
+    assert query(pipeline, f"select is_deleted from raw_salesforce.lead where id = '{victim}'") == [(True,)]
+    assert last_load_ids(pipeline, "lead") == [victim]
 
 
 def test_pages_follow_next_records_url_with_one_call_per_2000_records(
-    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, warehouse: Path
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline
 ) -> None:
     for n in range(2000):
         app.add_record("Lead", LastName=f"Bulk {n}", Company="Bulk Co", Email=f"bulk{n}@bulk.example")
@@ -265,11 +204,11 @@ def test_pages_follow_next_records_url_with_one_call_per_2000_records(
     assert first.path == "/services/data/v59.0/queryAll/" and "FROM Lead" in (first.arg("q") or "")
     # identifier_is_url=True: the nextRecordsUrl path as given, not glued onto the query URL.
     assert second.path.startswith("/services/data/v59.0/queryAll/01g") and second.path.endswith("-2000")
-    assert count(warehouse, "lead") == total
+    assert count(pipeline, "lead") == total
 
 
 def test_429_5xx_and_timeouts_are_retried_and_the_run_succeeds(
-    app: SalesforceSandbox, server: SandboxServer, pipeline: dlt.Pipeline, warehouse: Path
+    app: SalesforceSandbox, server: SandboxServer, pipeline: dlt.Pipeline
 ) -> None:
     config = SalesforceConfig.for_sandbox(server.url, backoff_seconds=0.05, timeout_seconds=0.5)
     app.inject(slow(delay=1.0, path=r"/sobjects/Lead/describe"))
@@ -279,7 +218,7 @@ def test_429_5xx_and_timeouts_are_retried_and_the_run_succeeds(
 
     run(pipeline, config, "lead", stats=stats)
 
-    assert count(warehouse, "lead") == len(app.records("Lead", include_deleted=True))
+    assert count(pipeline, "lead") == len(app.records("Lead", include_deleted=True))
     assert stats.retries == 3
     assert set(stats.errors) == {"ReadTimeout", "SalesforceGeneralError"}
     assert len(app.requests("GET", r"/sobjects/Lead/describe$")) == 3
@@ -289,13 +228,13 @@ def test_429_5xx_and_timeouts_are_retried_and_the_run_succeeds(
 
 
 def test_quota_exhausted_stops_the_run_keeps_the_cursor_and_a_rerun_loads_no_duplicates(
-    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, warehouse: Path
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline
 ) -> None:
     tables = ("lead", "lead_history", "opportunity", "opportunity_field_history")
     run(pipeline, config, *tables)
     cursors = {t: cursor(pipeline, t) for t in tables}
-    counts = {t: count(warehouse, t) for t in tables}
-    loads = count(warehouse, "_dlt_loads")
+    counts = {t: count(pipeline, t) for t in tables}
+    loads = count(pipeline, "_dlt_loads")
 
     changed = [r["Id"] for r in app.records("Lead")][:5]
     app.clock.advance(timedelta(minutes=5))
@@ -312,19 +251,19 @@ def test_quota_exhausted_stops_the_run_keeps_the_cursor_and_a_rerun_loads_no_dup
     served = [r for r in app.log[logged:] if r.path.startswith("/services/data/")][:4]
     assert any("FROM Lead " in (r.arg("q") or "") for r in served)  # the changes were read, not committed
     assert {t: cursor(pipeline, t) for t in tables} == cursors
-    assert {t: count(warehouse, t) for t in tables} == counts
-    assert count(warehouse, "_dlt_loads") == loads
+    assert {t: count(pipeline, t) for t in tables} == counts
+    assert count(pipeline, "_dlt_loads") == loads
 
     app.api_limit = 1_000_000
     run(pipeline, config, *tables)
 
-    assert count(warehouse, "lead") == counts["lead"]
-    assert last_load_ids(warehouse, "lead") == sorted(changed)
+    assert count(pipeline, "lead") == counts["lead"]
+    assert last_load_ids(pipeline, "lead") == sorted(changed)
     for table in ("lead", "lead_history", "opportunity_field_history"):
-        (total, distinct) = sql(warehouse, f"select count(*), count(distinct id) from raw_salesforce.{table}")[0]
+        (total, distinct) = query(pipeline, f"select count(*), count(distinct id) from raw_salesforce.{table}")[0]
         assert total == distinct, table
     new_history = [r for r in app.records("LeadHistory") if r["CreatedDate"] > cursors["lead_history"]]
-    assert new_history and count(warehouse, "lead_history") == counts["lead_history"] + len(new_history)
+    assert new_history and count(pipeline, "lead_history") == counts["lead_history"] + len(new_history)
     assert cursor(pipeline, "lead") > cursors["lead"]
 
 
@@ -385,10 +324,10 @@ def test_from_env_reads_each_sign_in_and_names_what_is_missing() -> None:
 def test_the_production_session_keeps_real_urls_and_the_environment() -> None:
     prod = build_session(SalesforceConfig(domain="acme.my", consumer_key="ck", consumer_secret="cs"))
     assert prod.trust_env is True
-    assert type(prod.get_adapter("https://acme.my.salesforce.com")) is _TimeoutAdapter
+    assert type(prod.get_adapter("https://acme.my.salesforce.com")) is TimeoutAdapter
 
     sandbox = build_session(SalesforceConfig.for_sandbox("http://127.0.0.1:9"))
     assert sandbox.trust_env is False
     for url in ("https://login.salesforce.com", "http://example.com"):
         adapter = sandbox.get_adapter(url)
-        assert isinstance(adapter, _SandboxRewriteAdapter) and adapter.netloc == "127.0.0.1:9"
+        assert isinstance(adapter, SandboxRewriteAdapter) and adapter.netloc == "127.0.0.1:9"

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dlt
-import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from cdp_assets.sandbox.http import SandboxServer
 from cdp_assets.sandbox.stripe import StripeSandbox, rate_limit_fault, server_error_fault
-from cdp_assets.sandbox.world import World, build_world
+from cdp_assets.sandbox.world import World
 from cdp_assets.sources.policy import CallStats, RetriesExhausted
 from cdp_assets.sources.stripe import (
     OBJECT_RESOURCES,
@@ -27,65 +23,16 @@ from cdp_assets.sources.stripe import (
     latest_snapshots,
     stripe_source,
 )
-
-# dlt's anonymous telemetry would contact a host outside 127.0.0.1; set before any pipeline exists.
-os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_stripe"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-@pytest.fixture(autouse=True)
-def only_local_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[Any]]:
-    """Fail the test if anything resolves or connects to a host other than 127.0.0.1."""
-    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
-    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
-    outside: list[Any] = []
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def connect(sock: socket.socket, address: Any) -> Any:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL_HOSTS:
-            outside.append(address)
-            raise OSError(f"test guard: connection to {address} refused")
-        return real_connect(sock, address)
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in LOCAL_HOSTS and host is not None:
-            outside.append(host)
-            raise OSError(f"test guard: lookup of {host} refused")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    yield outside
-    assert outside == [], f"something contacted a host other than 127.0.0.1: {outside}"
-
-
-# Paging and change tracking need a few pages of data; fault tests run faster on less (they
-# parametrize `people` to SMALL).
+# The `people` of the fault tests' worlds: they need no more.
 SMALL = 120
-
-
-@pytest.fixture
-def people() -> int:
-    return 300
-
-
-@pytest.fixture
-def world(people: int) -> World:
-    return build_world(seed=7, people=people, companies=max(20, people // 8))
 
 
 @pytest.fixture
 def app(world: World) -> StripeSandbox:
     return StripeSandbox(world)
-
-
-@pytest.fixture
-def server(app: StripeSandbox) -> Iterator[SandboxServer]:
-    with SandboxServer(app) as srv:
-        yield srv
 
 
 @pytest.fixture
@@ -95,12 +42,7 @@ def config(server: SandboxServer) -> StripeConfig:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline(
-        pipeline_name="stripe_test",
-        destination=dlt.destinations.duckdb(str(tmp_path / "warehouse.duckdb")),
-        dataset_name=DATASET,
-        pipelines_dir=str(tmp_path / "pipelines"),
-    )
+    return duckdb_pipeline(tmp_path, DATASET)
 
 
 def run(pipeline: dlt.Pipeline, config: StripeConfig, *resources: str, stats: CallStats | None = None) -> str:
@@ -111,12 +53,6 @@ def run(pipeline: dlt.Pipeline, config: StripeConfig, *resources: str, stats: Ca
     info = pipeline.run(source)
     info.raise_on_failed_jobs()
     return info.loads_ids[-1]
-
-
-def query(pipeline: dlt.Pipeline, sql: str) -> list[tuple[Any, ...]]:
-    path = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
-    with duckdb.connect(path, read_only=True) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def ids(pipeline: dlt.Pipeline, table: str, where: str = "true") -> list[str]:
@@ -285,7 +221,7 @@ def test_wrong_key_stops_with_a_clear_message_and_is_not_retried(
     config = StripeConfig.for_sandbox(server.url, api_key="sk_test_wrong_key_9999")
     with pytest.raises(PipelineStepFailed) as failure:
         pipeline.extract(stripe_source(config).with_resources("customers"))
-    cause = _find_cause(failure.value, StripeAuthError)
+    cause = find_cause(failure.value, StripeAuthError)
     assert "rejected the API key" in str(cause) and "STRIPE_API_KEY" in str(cause)
     assert "sk_test_wrong_key_9999" not in str(cause)  # Stripe masks the key; so must we
     assert len(app.log) == 1
@@ -310,7 +246,7 @@ def test_retries_running_out_fail_the_run_without_moving_the_cursor(
 
     with pytest.raises(PipelineStepFailed) as failure:
         run(pipeline, config, "customers", "events")
-    cause = _find_cause(failure.value, RetriesExhausted)
+    cause = find_cause(failure.value, RetriesExhausted)
     assert "stripe: still failing after 3 attempts" in str(cause)
     # Nothing of the failed run reached the warehouse and no cursor moved.
     assert resource_state(pipeline, "customers") == state_before
@@ -342,12 +278,3 @@ def test_config_keeps_the_key_out_of_repr_and_reads_the_environment() -> None:
         StripeConfig(api_key="sk_test_x", page_size=101)
     sandbox = StripeConfig.for_sandbox("http://127.0.0.1:1")
     assert sandbox.sandbox and sandbox.base_url == "http://127.0.0.1:1"
-
-
-def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    raise AssertionError(f"no {kind.__name__} in the chain of {exc!r}")
