@@ -121,7 +121,7 @@ def test_bench_ingest_runs_on_small_data() -> None:
     assert report["loaded"] + report["filtered"] == 3000 and report["loaded"] > 2900
     for key in ("load_seconds", "naive_seconds", "load_events_per_s", "naive_events_per_s", "load_peak_mb"):
         assert report[key] > 0, key
-    assert report["ratio_load_to_naive"] == pytest.approx(report["load_seconds"] / report["naive_seconds"], abs=0.05)
+    assert report["ratio_load_to_naive"] == pytest.approx(report["load_seconds"] / report["naive_seconds"], rel=0.1)
     assert "naive load" in result.stderr and "event load" in result.stderr
 
 
