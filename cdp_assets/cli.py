@@ -215,7 +215,8 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
         tables = dict(
             conn.execute(
                 "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
-                "WHERE schema_name IN ('event_stream', 'staging') ORDER BY 1"
+                "WHERE schema_name = 'event_stream' OR schema_name LIKE 'raw\\_%' ESCAPE '\\' "
+                "ORDER BY schema_name <> 'event_stream', 1"
             ).fetchall()
         )
         views = [
@@ -244,7 +245,7 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
         f"main job {'succeeded' if success else 'FAILED'} (run {run_id})",
         f"warehouse: {settings.duckdb_path}",
         *(f"  {name:45s} {rows:>10,} rows" for name, rows in tables.items()),
-        f"  staging views: {', '.join(views) or 'none'}",
+        f"  staging views: {len(views)} ({', '.join(v for v in views if '__' not in v)}, and the SaaS ones)",
         f"line discards by reason: {reasons or 'none'}",
         f"open the UI:  make ui   (or: DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev)",
     ]

@@ -73,3 +73,43 @@ def test_a_running_sandbox_is_used_and_a_second_run_loads_nothing_new(
     # Nothing changed in the sandbox: merge keeps one row per id and the events feed adds nothing.
     assert counts() == after_first
     assert after_first[0] == after_first[1]
+
+
+def test_dagster_asset_materialize_extracts_every_source_from_the_sandbox(isolated_env) -> None:
+    """What a data engineer types: `dagster asset materialize`, in the local environment, no accounts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    selection = " or ".join(f"group:{name}" for name in SOURCES)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "cdp_assets.definitions",
+            "--select",
+            selection,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with duckdb.connect(str(get_settings().duckdb_path), read_only=True) as conn:
+        filled = {
+            schema: rows
+            for schema, rows in conn.execute(
+                "SELECT schema_name, sum(estimated_size) FROM duckdb_tables() WHERE schema_name LIKE 'raw_%' GROUP BY 1"
+            ).fetchall()
+        }
+    # dlt also keeps a `<dataset>_staging` schema per source for its merges.
+    assert {s for s in filled if not s.endswith("_staging")} == {f"raw_{name}" for name in SOURCES}
+    assert all(filled[f"raw_{name}"] > 0 for name in SOURCES), filled

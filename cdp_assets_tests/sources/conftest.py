@@ -7,7 +7,7 @@ import pytest
 from cdp_assets.sandbox.world import World, build_world
 
 # Imported to register the fixtures for this folder (a conftest's fixtures reach only its own folder).
-from cdp_assets_tests.sandbox.fixtures import only_local_network, server  # noqa: F401
+from cdp_assets_tests.sandbox.fixtures import server  # noqa: F401
 
 
 @pytest.fixture
