@@ -215,7 +215,9 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
         tables = dict(
             conn.execute(
                 "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
-                "WHERE schema_name = 'event_stream' OR schema_name LIKE 'raw\\_%' ESCAPE '\\' "
+                # dlt's own bookkeeping (_dlt_* tables, <dataset>_staging schemas) is not the demo's data.
+                "WHERE (schema_name = 'event_stream' OR (starts_with(schema_name, 'raw_') "
+                "AND NOT ends_with(schema_name, '_staging'))) AND NOT starts_with(table_name, '_dlt') "
                 "ORDER BY schema_name <> 'event_stream', 1"
             ).fetchall()
         )
