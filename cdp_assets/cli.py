@@ -302,6 +302,15 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_reverse_etl(args: argparse.Namespace) -> int:
+    from cdp_assets.bench.reverse_etl import format_report, run
+
+    result = run(args.rows, args.changed, workdir=args.workdir)
+    print(format_report(result), file=sys.stderr)
+    _print_json(result)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -350,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--seed", type=int, default=7)
     ingest.add_argument("--workdir", type=Path, help="where the generated files go (default: a temp folder)")
     ingest.set_defaults(func=cmd_bench_ingest)
+    retl = bench_sub.add_parser("reverse-etl", help="the sync diff engine against a naive Python comparison")
+    retl.add_argument("--rows", type=_positive, default=1_000_000)
+    retl.add_argument("--changed", type=_fraction, default=0.01, help="share of rows changed since the last sync")
+    retl.add_argument("--workdir", type=Path, help="where the benchmark's warehouse goes (default: a temp folder)")
+    retl.set_defaults(func=cmd_bench_reverse_etl)
     return parser
 
 

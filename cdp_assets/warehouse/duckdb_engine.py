@@ -36,6 +36,8 @@ class DuckDBWarehouse:
         try:
             # Timestamps are written and compared in UTC whatever the machine's zone is.
             conn.execute("SET TimeZone = 'UTC'")
+            # Long statements would draw a progress bar on a terminal, in the middle of a command's output.
+            conn.execute("SET enable_progress_bar = false")
             conn.execute(f"SET memory_limit = '{self.memory_limit}'")
             if self.threads:
                 conn.execute(f"SET threads = {int(self.threads)}")

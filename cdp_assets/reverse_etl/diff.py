@@ -1,0 +1,147 @@
+"""The diff engine: what a sync must send, computed in the warehouse against its last committed snapshot.
+
+Each sync keeps, in schema `reverse_etl`, one snapshot row per primary key it has delivered: the hash
+of the mapped columns as the destination last accepted them. A plan is a FULL OUTER JOIN of the model
+(mapped columns only, hashed) with that snapshot:
+
+- add: the key is in the model, not in the snapshot (new, or never accepted: a rejected row is retried);
+- change: in both, with another hash (or any hash on a full resync);
+- remove: in the snapshot, not in the model (sent only by mirror syncs; other modes just forget it);
+- unchanged: same hash: nothing to send.
+
+Only rows the destination accepted are committed, so a rejected row keeps its old hash (or none) and is
+planned again next run even if the model did not change. Keys that are null or duplicated in the model
+are never sent: they are counted and recorded as invalid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdp_assets.event_stream.naming import quote
+from cdp_assets.warehouse import Connection
+
+SCHEMA = "reverse_etl"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.snapshots (
+    sync VARCHAR NOT NULL,
+    pk VARCHAR NOT NULL,
+    row_hash VARCHAR NOT NULL,
+    payload JSON,                -- the mapped columns as last accepted (what the destination holds)
+    committed_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+"""
+
+OPS = ("add", "change", "remove", "unchanged", "invalid")
+
+
+def ensure(conn: Connection) -> None:
+    for statement in DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@dataclass
+class Plan:
+    """Counts of a computed plan; the rows themselves are in the temporary table `table`."""
+
+    sync: str
+    table: str
+    counts: dict[str, int] = field(default_factory=dict)
+    destination_rows: int = 0  # rows the snapshot says the destination holds
+
+    @property
+    def adds(self) -> int:
+        return self.counts.get("add", 0)
+
+    @property
+    def changes(self) -> int:
+        return self.counts.get("change", 0)
+
+    @property
+    def removes(self) -> int:
+        return self.counts.get("remove", 0)
+
+    @property
+    def invalid(self) -> int:
+        return self.counts.get("invalid", 0)
+
+    def change_share(self, sends_removes: bool) -> float:
+        """Share of the destination's rows this run would change or remove (the large-change guard)."""
+        touched = self.changes + (self.removes if sends_removes else 0)
+        return touched / self.destination_rows if self.destination_rows else 0.0
+
+
+def plan_sync(
+    conn: Connection,
+    sync: str,
+    model: str,
+    primary_key: str,
+    columns: list[str],
+    full_resync: bool = False,
+    table: str = "_sync_plan",
+) -> Plan:
+    """Compute the plan of `sync` from `model` (a `schema.table` relation whose names are safe
+    identifiers) into the temporary table `table`: (pk, op, row_hash, payload, previous_payload)."""
+    ensure(conn)
+    relation = ".".join(quote(part) for part in model.split("."))
+    key = quote(primary_key)
+    # Sorted, so the hash does not depend on the order the mapping lists columns in.
+    mapped = sorted(columns)
+    payload = "json_object(" + ", ".join(f"'{c}', {quote(c)}" for c in mapped) + ")"
+    conn.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {quote(table)} AS
+        WITH model AS (
+            SELECT CAST({key} AS VARCHAR) AS pk, {payload} AS payload,
+                   count(*) OVER (PARTITION BY {key}) AS copies
+            FROM {relation}
+        ), valid AS (
+            SELECT pk, payload, md5(CAST(payload AS VARCHAR)) AS row_hash FROM model
+            WHERE pk IS NOT NULL AND copies = 1
+        ), snap AS (
+            SELECT pk, row_hash, payload FROM {SCHEMA}.snapshots WHERE sync = $sync
+        )
+        SELECT coalesce(v.pk, s.pk) AS pk,
+               CASE WHEN s.pk IS NULL THEN 'add'
+                    WHEN v.pk IS NULL THEN 'remove'
+                    WHEN $full OR v.row_hash <> s.row_hash THEN 'change'
+                    ELSE 'unchanged' END AS op,
+               v.row_hash, v.payload, s.payload AS previous_payload, CAST(NULL AS VARCHAR) AS reason
+        FROM valid v FULL OUTER JOIN snap s ON s.pk = v.pk
+        UNION ALL
+        SELECT pk, 'invalid', NULL, payload, NULL,
+               CASE WHEN pk IS NULL THEN 'null primary key' ELSE 'duplicate primary key' END
+        FROM model WHERE pk IS NULL OR copies > 1
+        """,
+        {"sync": sync, "full": full_resync},
+    )
+    counts = dict(conn.execute(f"SELECT op, count(*) FROM {quote(table)} GROUP BY op").fetchall())
+    destination_rows = conn.execute(
+        f"SELECT count(*) FROM {SCHEMA}.snapshots WHERE sync = $sync", {"sync": sync}
+    ).fetchone()[0]
+    return Plan(sync, table, {op: counts.get(op, 0) for op in OPS}, destination_rows)
+
+
+def commit(conn: Connection, sync: str, run_id: str, accepted: str, table: str = "_sync_plan") -> int:
+    """Commit the accepted rows of a plan: `accepted` is an SQL query of the plan's pks the destination
+    accepted. Adds and changes take their new hash; removes (and rows that left a non-mirror sync's
+    model) leave the snapshot. Returns the number of snapshot rows written or removed."""
+    plan = quote(table)
+    conn.execute(
+        f"""DELETE FROM {SCHEMA}.snapshots WHERE sync = $sync AND pk IN (
+                SELECT pk FROM {plan} WHERE op IN ('add', 'change', 'remove') AND pk IN ({accepted}))""",
+        {"sync": sync},
+    )
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.snapshots
+            SELECT $sync, pk, row_hash, payload, now(), $run FROM {plan}
+            WHERE op IN ('add', 'change') AND pk IN ({accepted})""",
+        {"sync": sync, "run": run_id},
+    )
+    return conn.execute(
+        f"SELECT count(*) FROM {plan} WHERE op IN ('add', 'change', 'remove') AND pk IN ({accepted})"
+    ).fetchone()[0]
