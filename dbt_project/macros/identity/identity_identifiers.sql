@@ -1,0 +1,87 @@
+{#-
+    Identifiers for identity resolution (models/identity): their types, how each is normalised, and
+    which values never become an identifier (reference: reverse-etl-identity-consent.md §3.3, §3.4).
+-#}
+
+{#- The identifier types identity_graph knows, in the order used to break ties. -#}
+{% macro identity_identifier_types() -%}
+    {{ return([
+        'anonymous_id', 'user_id', 'email', 'salesforce_lead_id', 'salesforce_contact_id',
+        'stripe_customer_id', 'customerio_id',
+    ]) }}
+{%- endmacro %}
+
+{#-
+    identity_normalize(identifier_type, expression): the identifier as identity_graph stores it.
+    Emails trimmed and lower-cased (normalize_email), every other id trimmed (clean_string): ids are
+    case-sensitive in the systems that issue them (Salesforce 15/18-character ids, Stripe ids).
+-#}
+{% macro identity_normalize(identifier_type, expression) -%}
+    {%- if identifier_type == 'email' -%}
+        {{ normalize_email(expression) }}
+    {%- else -%}
+        {{ clean_string(expression) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- identity_sql_string(value): a var's value as a SQL string literal, quotes doubled. -#}
+{% macro identity_sql_string(value) -%}
+    '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+
+{#-
+    identity_reject_reason(type_column, value_column): a SQL expression, the reason a normalised
+    identifier is rejected, or null when it is a valid identifier:
+      junk_value              one of var('identity_junk_values'), case-insensitive (null, undefined,
+                              unknown, anonymous, NaN, -1, ...)
+      all_zero                only zeros and dashes: 0, 0000, the all-zero UUID
+      invalid_email           an email without text on both sides of an '@', or with a blank inside
+      excluded_email_domain   an email at one of var('identity_excluded_email_domains') (test and
+                              internal domains)
+      excluded_email_pattern  an email matching one of var('identity_excluded_email_patterns') (LIKE
+                              patterns, e.g. internal test aliases '%+ruddertest@%')
+-#}
+{% macro identity_reject_reason(type_column, value_column) -%}
+    {%- set junk = var('identity_junk_values') -%}
+    {%- set domains = var('identity_excluded_email_domains') -%}
+    {%- set patterns = var('identity_excluded_email_patterns') -%}
+    case
+        {%- if junk | length > 0 %}
+        when lower({{ value_column }}) in (
+            {%- for value in junk %}{{ identity_sql_string(value | lower) }}{{ ', ' if not loop.last }}{% endfor -%}
+        ) then 'junk_value'
+        {%- endif %}
+        when replace(replace({{ value_column }}, '0', ''), '-', '') = '' then 'all_zero'
+        when {{ type_column }} = 'email'
+            and ({{ value_column }} not like '%_@_%' or {{ value_column }} like '% %')
+            then 'invalid_email'
+        {%- if domains | length > 0 %}
+        when {{ type_column }} = 'email' and (
+            {%- for domain in domains %}
+            {{ value_column }} like {{ identity_sql_string('%@' ~ (domain | lower)) }}{{ ' or' if not loop.last }}
+            {%- endfor %}
+        ) then 'excluded_email_domain'
+        {%- endif %}
+        {%- if patterns | length > 0 %}
+        when {{ type_column }} = 'email' and (
+            {%- for pattern in patterns %}
+            {{ value_column }} like {{ identity_sql_string(pattern | lower) }}{{ ' or' if not loop.last }}
+            {%- endfor %}
+        ) then 'excluded_email_pattern'
+        {%- endif %}
+    end
+{%- endmacro %}
+
+{#- identity_timestamptz(expression): an instant (DuckDB TIMESTAMPTZ, Snowflake TIMESTAMP_TZ). -#}
+{% macro identity_timestamptz(expression) -%}
+    cast({{ expression }} as timestamp with time zone)
+{%- endmacro %}
+
+{#-
+    identity_profile_id(type_expression, identifier_expression): the profile id a component gets
+    from its anchor identifier (its earliest-seen one): md5 of '<type>:<identifier>'. A pure function
+    of the anchor, so a full rebuild gives every profile the same id again.
+-#}
+{% macro identity_profile_id(type_expression, identifier_expression) -%}
+    {{ dbt.hash(type_expression ~ " || ':' || " ~ identifier_expression) }}
+{%- endmacro %}
