@@ -179,6 +179,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
         self.relationships: set[tuple[str, str, str]] = set()  # (object_type_id, object_id, cio_id)
         self._counter = 0
         self._cio_seq = 0
+        self._rejections: dict[str, list[Any]] = {}  # identifier -> [message, times left or None]
         self._seed()
         self.set_time(self.unix(WORLD_END))
         self._routes_track()
@@ -226,6 +227,35 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
             row = {"email": email, "created": self.now(), "reason": reason, "status": "550"}
             self.esp_suppressions[kind][email] = row
             return dict(row)
+
+    def reject(
+        self, identifiers: list[str], message: str = "rejected by the sandbox", times: int | None = None
+    ) -> None:
+        """Writes (identify, suppress) naming one of these ids or emails fail: 400 on v1, a 207 item in a
+        batch. `times` limits how often each fails; None: always (until `clear_rejections`)."""
+        with self.lock:
+            for identifier in identifiers:
+                self._rejections[identifier] = [message, times]
+
+    def clear_rejections(self) -> None:
+        with self.lock:
+            self._rejections.clear()
+
+    def _check_rejection(self, identifiers: Obj, attributes: Obj | None = None) -> None:
+        if not self._rejections:
+            return
+        values = [str(v) for v in identifiers.values() if v not in (None, "")]
+        if attributes and attributes.get("email"):
+            values.append(str(attributes["email"]))
+        for value in values:
+            rule = self._rejections.get(value)
+            if rule is None:
+                continue
+            if rule[1] is not None:
+                rule[1] -= 1
+                if rule[1] <= 0:
+                    del self._rejections[value]
+            raise TrackError(400, f"{rule[0]}: {value}")
 
     def add_sms_optout(self, person_id: str, sender: str = SMS_SENDER) -> None:
         with self.lock:
@@ -277,6 +307,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
     def _identify(self, identifiers: Obj, attributes: Obj, update_only: bool = False) -> CioPerson | None:
         if self._resolve(identifiers) is None:
             raise TrackError(400, "identifiers must contain an id, email or cio_id")
+        self._check_rejection(identifiers, attributes)
         if self._blocked(identifiers, attributes):
             return None  # Customer.io accepts and drops data for suppressed identifiers
         person = self._find_by(identifiers)
@@ -327,6 +358,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
         self._activity("profile_delete", person, data={}, deleted=True)
 
     def _suppress(self, identifiers: Obj) -> None:
+        self._check_rejection(identifiers)
         person = self._find_by(identifiers)
         now = self.now()
         keys = {str(v) for v in identifiers.values() if v not in (None, "")}

@@ -1,0 +1,323 @@
+"""Customer.io through the real Track API client (`customerio`), paced at about 80 requests/s.
+
+What each kind of row becomes (`render`):
+
+- upsert (and a mirror sync's adds and changes): a v2 batch `identify` with the mapped attributes; up
+  to 1,000 operations and under 500 KB a request; a 207 lists the failed operations by `batch_index`,
+  mapped back to their rows;
+- update_only: `PUT /api/v1/customers/{id}` with `_update: true`, which Customer.io applies only to a
+  person that exists (the v2 batch has no update-only identify), one request a row;
+- suppression: `unsubscribe` rows the same update-only identify (`unsubscribed: true`, never creating
+  anyone); `suppress` rows `POST /api/v1/customers/{id}/suppress` (erasure: delete and block);
+- a mirror sync's removes: an update-only identify that clears the mapped attributes;
+- audiences, attribute membership: adds and changes a batch `identify` setting the attribute to true
+  (with the email, so a new person is reachable); removes an update-only identify setting it to false,
+  so leaving an audience never creates anyone;
+- audiences, manual segment: `POST /api/v1/segments/{id}/add_customers|remove_customers`, 1,000 ids a
+  call.
+
+A change that moved a member to another identifier first takes the old one out. Calls run removals
+first, then additions, so such a move never leaves the person out.
+
+The library's own urllib3 retries are switched off (`Retry(0)`): every retry goes through our
+`ApiPolicy`, which counts it and honours Retry-After on 429. The client raises an exception without the
+response on any non-2xx, so a response hook keeps the last one for the policy and the error message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import requests
+from customerio import CustomerIOException
+from urllib3.util.retry import Retry as Urllib3Retry
+
+from cdp_assets.reverse_etl.destinations import Message, OutgoingRow, RowOutcome, SendReport, mapped_values
+from cdp_assets.reverse_etl.spec import SyncSpec
+from cdp_assets.sources.customerio import CustomerIOConfig, track_client
+from cdp_assets.sources.policy import (
+    ApiPolicy,
+    CallStats,
+    Decision,
+    QuotaExhausted,
+    RetriesExhausted,
+    Retry,
+    retry_after,
+)
+
+TRACK_RATE_PER_SECOND = 80.0  # Track API allows about 100/s (saas-apis.md §8); stay below it
+MAX_BATCH_OPERATIONS = 1000
+MAX_BATCH_BYTES = 450 * 1024  # the API's limit is 500 KB; leave room for the envelope
+MAX_SEGMENT_IDS = 1000
+# Calls that take someone out run before calls that put someone in (a moved member is never left out).
+CALL_ORDER = ("segment_remove", "update", "suppress", "batch", "segment_add")
+
+
+def _identifier_path(key: str, value: str) -> str:
+    """A v1 path identifier: an id or email as is, a cio_id as `cio_<id>`."""
+    return f"cio_{value}" if key == "cio_id" else value
+
+
+def render(
+    spec: SyncSpec, op: str, pk: str, payload: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
+) -> Message:
+    if spec.kind == "audience":
+        return _render_audience(spec, op, payload, previous)
+    key = spec.destination_key
+    if spec.mode == "suppression":
+        action = (payload or {}).get(spec.action_column or "")
+        if action == "suppress":
+            return [{"call": "suppress", "id": _identifier_path(key, pk)}]
+        if action != "unsubscribe":
+            # The runner has already recorded such rows as invalid; a render cannot guess.
+            raise ValueError(f"suppression row {pk!r}: action must be unsubscribe or suppress, got {action!r}")
+        return [{"call": "update", "id": _identifier_path(key, pk), "attributes": mapped_values(spec, payload)}]
+    if op == "remove":
+        cleared = {target: None for _, target in spec.fields}
+        return [{"call": "update", "id": _identifier_path(key, pk), "attributes": cleared}]
+    attributes = mapped_values(spec, payload)
+    if spec.mode == "update_only":
+        return [{"call": "update", "id": _identifier_path(key, pk), "attributes": attributes}]
+    operation = {"type": "person", "action": "identify", "identifiers": {key: pk}, "attributes": attributes}
+    return [{"call": "batch", "operation": operation}]
+
+
+def _render_audience(
+    spec: SyncSpec, op: str, payload: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
+) -> Message:
+    membership = spec.membership
+    assert membership is not None and spec.identifier is not None
+    new_id = (payload or {}).get(spec.identifier)
+    old_id = (previous or {}).get(spec.identifier)
+    calls: Message = []
+    if op in ("remove", "change") and old_id is not None and (op == "remove" or old_id != new_id):
+        if membership.type == "attribute":
+            calls.append({"call": "update", "id": str(old_id), "attributes": {membership.attribute: False}})
+        else:
+            calls.append({"call": "segment_remove", "segment_id": membership.segment_id, "id": str(old_id)})
+    if op in ("add", "change"):
+        if new_id is None:
+            raise ValueError(f"audience {spec.name}: a member without {spec.identifier}")
+        if membership.type == "attribute":
+            attributes: dict[str, Any] = {membership.attribute or "": True}
+            email = (payload or {}).get(spec.email_column or "")
+            if email is not None:
+                attributes["email"] = email
+            operation = {
+                "type": "person",
+                "action": "identify",
+                "identifiers": {"id": str(new_id)},
+                "attributes": attributes,
+            }
+            calls.append({"call": "batch", "operation": operation})
+        else:
+            calls.append({"call": "segment_add", "segment_id": membership.segment_id, "id": str(new_id)})
+    return calls
+
+
+class _Stop(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # stopped | failed
+
+
+class CustomerIODestination:
+    def __init__(self, config: CustomerIOConfig) -> None:
+        self.client = track_client(config)
+        # Our policy is the only retry layer: it counts retries and honours Retry-After.
+        self.client.http.get_adapter("https://track.customer.io").max_retries = Urllib3Retry(0, read=False)
+        self._last: requests.Response | None = None
+        self.client.http.hooks["response"].append(self._remember)
+        self.policy = ApiPolicy(
+            name="customerio_track",
+            classify=self._classify,
+            rate_per_second=TRACK_RATE_PER_SECOND,
+            max_attempts=config.max_attempts,
+        )
+
+    @property
+    def stats(self) -> CallStats:
+        return self.policy.stats
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last = response
+
+    def _classify(self, exc: BaseException) -> Decision:
+        response = self._last
+        if isinstance(exc, CustomerIOException) and response is not None:
+            if response.status_code == 429 or response.status_code >= 500:
+                return Retry(retry_after(response.headers))
+            return None
+        if isinstance(exc.__cause__, requests.ConnectionError | requests.Timeout):
+            return Retry()
+        return None
+
+    def _call(self, fn: Callable[[], requests.Response]) -> requests.Response:
+        def attempt() -> requests.Response:
+            self._last = None
+            return fn()
+
+        try:
+            response = self.policy.call(attempt)
+        except CustomerIOException as exc:
+            if self._last is not None and self._last.status_code in (401, 403):
+                raise _Stop("failed", f"Customer.io refused the Track API credentials: {self._error(exc)}") from exc
+            raise
+        except QuotaExhausted as exc:
+            raise _Stop("stopped", str(exc)) from exc
+        except RetriesExhausted as exc:
+            if self._last is not None and self._last.status_code == 429:
+                # Customer.io has no daily quota; a rate limit that does not lift is the same for a run.
+                raise _Stop("stopped", f"Customer.io kept answering 429 (rate limited): {exc}") from exc
+            raise _Stop("failed", str(exc)) from exc
+        return response
+
+    def _error(self, exc: BaseException) -> str:
+        response = self._last
+        if response is not None:
+            return f"HTTP {response.status_code}: {response.text[:500]}"
+        return f"{type(exc).__name__}: {exc}"[:500]
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def send(self, rows: Sequence[OutgoingRow]) -> SendReport:
+        report = SendReport()
+        errors: dict[str, list[str]] = {}
+        done: dict[str, int] = {}  # pk -> calls that succeeded
+        calls_by_kind: dict[str, list[tuple[str, dict[str, Any]]]] = {kind: [] for kind in CALL_ORDER}
+        for row in rows:
+            for call in row.message:
+                calls_by_kind[call["call"]].append((row.pk, call))
+
+        def failed(pk: str, message: str) -> None:
+            errors.setdefault(pk, []).append(message)
+
+        def succeeded(pk: str) -> None:
+            done[pk] = done.get(pk, 0) + 1
+
+        try:
+            for kind in CALL_ORDER:
+                calls = calls_by_kind[kind]
+                if not calls:
+                    continue
+                if kind == "batch":
+                    self._send_batches(calls, succeeded, failed)
+                elif kind in ("segment_add", "segment_remove"):
+                    self._send_segments(kind, calls, succeeded, failed)
+                else:
+                    self._send_single(kind, calls, succeeded, failed)
+        except _Stop as stop:
+            if stop.kind == "stopped":
+                report.stopped = str(stop)
+            else:
+                report.failed = str(stop)
+        for row in rows:
+            if row.pk in errors:
+                report.outcomes[row.pk] = RowOutcome(False, "; ".join(errors[row.pk]))
+            elif done.get(row.pk, 0) == len(row.message):
+                report.outcomes[row.pk] = RowOutcome(True)
+        return report
+
+    def _send_single(
+        self,
+        kind: str,
+        calls: list[tuple[str, dict[str, Any]]],
+        succeeded: Callable[[str], None],
+        failed: Callable[[str, str], None],
+    ) -> None:
+        for pk, call in calls:
+            if kind == "suppress":
+                fn = lambda call=call: self.client.suppress(call["id"])  # noqa: E731
+            else:
+                attributes = {**call["attributes"], "_update": True}
+                fn = lambda call=call, attributes=attributes: self.client.identify(call["id"], **attributes)  # noqa: E731
+            try:
+                self._call(fn)
+            except _Stop:
+                raise
+            except CustomerIOException as exc:
+                failed(pk, self._error(exc))
+            else:
+                succeeded(pk)
+
+    def _send_batches(
+        self,
+        calls: list[tuple[str, dict[str, Any]]],
+        succeeded: Callable[[str], None],
+        failed: Callable[[str, str], None],
+    ) -> None:
+        for chunk in _chunks_by_size(calls):
+            operations = [call["operation"] for _, call in chunk]
+            try:
+                response = self._call(lambda operations=operations: self.client.batch(operations))
+            except _Stop:
+                raise
+            except CustomerIOException as exc:
+                message = self._error(exc)
+                for pk, _ in chunk:
+                    failed(pk, message)
+                continue
+            item_errors: dict[int, str] = {}
+            if response.status_code == 207:
+                for error in (response.json() or {}).get("errors") or []:
+                    index = error.get("batch_index")
+                    if isinstance(index, int) and 0 <= index < len(chunk):
+                        detail = (
+                            f"{error.get('reason', 'invalid')} {error.get('field', '')}: {error.get('message', '')}"
+                        )
+                        item_errors[index] = detail.strip()
+            for index, (pk, _) in enumerate(chunk):
+                if index in item_errors:
+                    failed(pk, item_errors[index])
+                else:
+                    succeeded(pk)
+
+    def _send_segments(
+        self,
+        kind: str,
+        calls: list[tuple[str, dict[str, Any]]],
+        succeeded: Callable[[str], None],
+        failed: Callable[[str, str], None],
+    ) -> None:
+        by_segment: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for pk, call in calls:
+            by_segment.setdefault(int(call["segment_id"]), []).append((pk, call))
+        action = "add_customers" if kind == "segment_add" else "remove_customers"
+        for segment_id, members in by_segment.items():
+            url = f"{self.client.base_url}/segments/{segment_id}/{action}"
+            for start in range(0, len(members), MAX_SEGMENT_IDS):
+                chunk = members[start : start + MAX_SEGMENT_IDS]
+                body = {"ids": [call["id"] for _, call in chunk]}
+                try:
+                    self._call(lambda body=body, url=url: self.client.send_request("POST", url, body))
+                except _Stop:
+                    raise
+                except CustomerIOException as exc:
+                    message = self._error(exc)
+                    for pk, _ in chunk:
+                        failed(pk, message)
+                else:
+                    for pk, _ in chunk:
+                        succeeded(pk)
+
+
+def _chunks_by_size(calls: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Batches of at most 1,000 operations and MAX_BATCH_BYTES of JSON."""
+    chunks: list[list[tuple[str, dict[str, Any]]]] = []
+    current: list[tuple[str, dict[str, Any]]] = []
+    size = 0
+    for item in calls:
+        item_size = len(json.dumps(item[1]["operation"], default=str)) + 1
+        if current and (len(current) >= MAX_BATCH_OPERATIONS or size + item_size > MAX_BATCH_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        chunks.append(current)
+    return chunks

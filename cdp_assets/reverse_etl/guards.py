@@ -1,0 +1,81 @@
+"""The two guards a run passes before it may call a destination.
+
+Consent (reference §4.3 rule 8, fail closed): a marketing sync looks up the profile of every row it is
+about to add or change in `consent.consent_status` (one row per profile and channel, with `status` and
+`eligible`) and refuses every row whose profile is not eligible on the sync's channel: opted out,
+suppressed, erased, unknown on a channel that needs an opt-in, or with no consent row at all. The model
+is supposed to have filtered them already; this is the check on the exact payload. Removes are never
+refused: taking someone out of an audience is what an opt-out asks for.
+
+Large change: a run that would change or remove more than `max_change_share` of the rows the
+destination holds (per the snapshot) stops before any call, until it is approved. On a full resync only
+rows whose values really differ count: re-sending unchanged rows changes nothing in the destination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdp_assets.event_stream.naming import quote
+from cdp_assets.reverse_etl.spec import SyncSpec
+from cdp_assets.warehouse import Connection
+
+CONSENT_RELATION = "consent.consent_status"
+
+
+class ConsentUnavailable(RuntimeError):
+    """A marketing sync cannot read consent: it refuses to run rather than send unchecked."""
+
+
+def consent_refusals(conn: Connection, spec: SyncSpec, plan_table: str) -> dict[str, str]:
+    """pk -> reason for every add or change of the plan whose profile may not get marketing."""
+    if not spec.marketing:
+        return {}
+    assert spec.profile_column is not None and spec.consent_channel is not None
+    relation = ".".join(quote(part) for part in spec.model.split("."))
+    sql = f"""
+        SELECT p.pk, CAST(m.{quote(spec.profile_column)} AS VARCHAR) AS profile_id, c.status, c.eligible
+        FROM {quote(plan_table)} p
+        JOIN {relation} m ON CAST(m.{quote(spec.primary_key)} AS VARCHAR) = p.pk
+        LEFT JOIN {CONSENT_RELATION} c
+          ON c.profile_id = CAST(m.{quote(spec.profile_column)} AS VARCHAR) AND c.channel = ?
+        WHERE p.op IN ('add', 'change') AND c.eligible IS DISTINCT FROM true
+    """
+    try:
+        rows = conn.execute(sql, [spec.consent_channel]).fetchall()
+    except Exception as exc:  # a missing consent model must stop a marketing sync, with why
+        raise ConsentUnavailable(
+            f"marketing sync {spec.name!r} cannot check consent in {CONSENT_RELATION}: {exc}. "
+            "Build the consent models (dbt) before running it."
+        ) from exc
+    refusals = {}
+    for pk, profile_id, status, _eligible in rows:
+        if profile_id is None:
+            refusals[pk] = f"no profile ({spec.profile_column} is null): consent unknown"
+        elif status is None:
+            refusals[pk] = f"profile {profile_id} has no consent status on {spec.consent_channel}: not eligible"
+        else:
+            refusals[pk] = f"profile {profile_id} is {status} on {spec.consent_channel}: not eligible"
+    return refusals
+
+
+@dataclass(frozen=True)
+class ChangeCheck:
+    touched: int  # rows the run would really change or remove in the destination
+    destination_rows: int
+    threshold: float
+
+    @property
+    def share(self) -> float:
+        return self.touched / self.destination_rows if self.destination_rows else 0.0
+
+    @property
+    def too_large(self) -> bool:
+        # An empty destination (first run) has nothing a mistake could wipe out.
+        return self.destination_rows > 0 and self.share > self.threshold
+
+    def describe(self) -> str:
+        return (
+            f"would change or remove {self.touched} of the {self.destination_rows} rows the destination holds "
+            f"({self.share:.1%}; max_change_share {self.threshold:.0%})"
+        )

@@ -1,0 +1,317 @@
+"""Syncs into Customer.io end to end: the runner, the real `customerio` client, the Track API stand-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pytest
+
+from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
+from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
+from cdp_assets.sandbox.customerio import CustomerIOSandbox, rate_limit_fault
+from cdp_assets.sources.customerio import CustomerIOConfig
+from cdp_assets_tests.reverse_etl.helpers import batch_operations, previews, row_results, set_consent, writes
+
+PEOPLE_META: dict[str, Any] = {
+    "sync": {
+        "destination": "customerio",
+        "object": "person",
+        "mode": "upsert",
+        "primary_key": "id",
+        "destination_key": "id",
+        "purpose": "marketing",
+        "consent_channel": "email",
+        "profile_column": "profile_id",
+        "fields": {"email": "email", "plan": "plan", "mrr": "mrr", "profile_id": "cdp_profile_id"},
+        "send_nulls": False,
+        "schedule": "daily",
+    }
+}
+
+
+def people_spec(**changes: Any) -> SyncSpec:
+    meta = {"sync": {**PEOPLE_META["sync"], **changes}}
+    return spec_from_meta("sync_customerio_people", "sync.sync_customerio_people", meta)
+
+
+def load_people(conn: duckdb.DuckDBPyConnection, rows: list[tuple[str, str, str | None, float, str]]) -> None:
+    """(id, email, plan, mrr, profile_id) rows; every profile opted in unless the test says otherwise."""
+    conn.execute(
+        "CREATE OR REPLACE TABLE sync.sync_customerio_people "
+        "(id VARCHAR, email VARCHAR, plan VARCHAR, mrr DOUBLE, profile_id VARCHAR)"
+    )
+    for row in rows:
+        conn.execute("INSERT INTO sync.sync_customerio_people VALUES (?, ?, ?, ?, ?)", list(row))
+        known = conn.execute("SELECT count(*) FROM consent.consent_status WHERE profile_id = ?", [row[4]]).fetchone()
+        if not known[0]:
+            set_consent(conn, row[4], "opted_in")
+
+
+PEOPLE = [
+    ("u1", "a@x.com", "pro", 49.0, "p1"),
+    ("u2", "b@x.com", "free", 0.0, "p2"),
+    ("u3", "c@x.com", None, 0.0, "p3"),
+    ("u4", "d@x.com", "pro", 49.0, "p4"),
+    ("u5", "e@x.com", "free", 0.0, "p5"),
+]
+
+
+def run(
+    conn: duckdb.DuckDBPyConnection, spec: SyncSpec, config: CustomerIOConfig | None, run_id: str, **options: bool
+) -> SyncResult:
+    destination = open_destination(spec, config, None) if config is not None else None
+    try:
+        return run_sync(conn, spec, destination, RunOptions(**options), run_id)
+    finally:
+        if destination is not None:
+            destination.close()
+
+
+def identify(pk: str, **attributes: Any) -> dict[str, Any]:
+    return {"type": "person", "action": "identify", "identifiers": {"id": pk}, "attributes": attributes}
+
+
+def test_first_run_sends_everyone_then_nothing_then_only_what_changed(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec()
+    load_people(warehouse, PEOPLE)
+    first = run(warehouse, spec, cio_config, "r1")
+    assert (first.status, first.planned_adds, first.sent, first.accepted, first.api_calls) == ("success", 5, 5, 5, 1)
+    # One batch; nulls are not sent (send_nulls: false): u3 has no plan.
+    assert batch_operations(cio_app) == [
+        identify("u1", email="a@x.com", plan="pro", mrr=49.0, cdp_profile_id="p1"),
+        identify("u2", email="b@x.com", plan="free", mrr=0.0, cdp_profile_id="p2"),
+        identify("u3", email="c@x.com", mrr=0.0, cdp_profile_id="p3"),
+        identify("u4", email="d@x.com", plan="pro", mrr=49.0, cdp_profile_id="p4"),
+        identify("u5", email="e@x.com", plan="free", mrr=0.0, cdp_profile_id="p5"),
+    ]
+    assert cio_app.person("u1").attributes["plan"] == "pro"
+
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2")
+    assert (second.status, second.sent, second.api_calls) == ("no_change", 0, 0)
+    assert writes(cio_app, seen) == []
+
+    warehouse.execute("UPDATE sync.sync_customerio_people SET plan = 'enterprise' WHERE id = 'u2'")
+    third = run(warehouse, spec, cio_config, "r3")
+    assert (third.status, third.planned_changes, third.sent) == ("success", 1, 1)
+    assert batch_operations(cio_app, seen) == [
+        identify("u2", email="b@x.com", plan="enterprise", mrr=0.0, cdp_profile_id="p2")
+    ]
+    assert row_results(warehouse, "r3") == {"u2": ("change", "accepted", None)}
+    run_row = warehouse.execute(
+        "SELECT status, planned_changes, sent, accepted, api_calls FROM reverse_etl.sync_runs WHERE run_id = 'r3'"
+    ).fetchone()
+    assert run_row == ("success", 1, 1, 1, 1)
+
+
+def test_rejected_rows_keep_their_error_and_only_they_are_retried(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec()
+    load_people(warehouse, PEOPLE)
+    cio_app.reject(["u2", "d@x.com"], "attribute value too long")
+    first = run(warehouse, spec, cio_config, "r1")
+    assert (first.status, first.sent, first.accepted, first.rejected) == ("partial", 5, 3, 2)
+    results = row_results(warehouse, "r1")
+    assert {pk: status for pk, (_, status, _) in results.items()} == {
+        "u1": "accepted",
+        "u2": "rejected",
+        "u3": "accepted",
+        "u4": "rejected",
+        "u5": "accepted",
+    }
+    assert "attribute value too long: u2" in (results["u2"][2] or "")
+    assert "attribute value too long: d@x.com" in (results["u4"][2] or "")
+    assert cio_app.person("u2") is None
+
+    cio_app.clear_rejections()
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2")  # the model did not change
+    assert (second.status, second.planned_adds, second.accepted) == ("success", 2, 2)
+    assert [op["identifiers"]["id"] for op in batch_operations(cio_app, seen)] == ["u2", "u4"]
+    assert cio_app.person("u2").attributes["email"] == "b@x.com"
+
+
+def test_dry_run_sends_nothing_and_previews_exactly_what_the_real_run_sends(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec(max_change_share=0.5)
+    load_people(warehouse, PEOPLE[:3])
+    run(warehouse, spec, cio_config, "r1")
+    load_people(warehouse, [("u1", "a@x.com", "enterprise", 99.0, "p1"), *PEOPLE[1:3], PEOPLE[3]])
+    set_consent(warehouse, "p3", "opted_out")  # u3 unchanged: not in the preview at all
+
+    seen = len(cio_app.requests())
+    dry = run(warehouse, spec, None, "dry", dry_run=True)
+    assert (dry.status, dry.planned_adds, dry.planned_changes, dry.sent, dry.api_calls) == ("dry_run", 1, 1, 0, 0)
+    assert cio_app.requests()[seen:] == []
+    preview = previews(warehouse, "dry")
+    assert preview == {
+        "u1": (
+            "change",
+            [
+                {
+                    "call": "batch",
+                    "operation": identify("u1", email="a@x.com", plan="enterprise", mrr=99.0, cdp_profile_id="p1"),
+                }
+            ],
+            None,
+        ),
+        "u4": (
+            "add",
+            [
+                {
+                    "call": "batch",
+                    "operation": identify("u4", email="d@x.com", plan="pro", mrr=49.0, cdp_profile_id="p4"),
+                }
+            ],
+            None,
+        ),
+    }
+    assert warehouse.execute("SELECT count(*) FROM reverse_etl.snapshots WHERE run_id = 'dry'").fetchone() == (0,)
+
+    real = run(warehouse, spec, cio_config, "real")
+    assert real.sent == 2
+    sent = {op["identifiers"]["id"]: op for op in batch_operations(cio_app, seen)}
+    assert sent == {pk: calls[0]["operation"] for pk, (_, calls, reason) in preview.items() if reason is None}
+
+
+def test_large_change_guard_blocks_before_any_call_until_approved(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec(max_change_share=0.5)
+    load_people(warehouse, PEOPLE)
+    run(warehouse, spec, cio_config, "r1")
+    warehouse.execute("UPDATE sync.sync_customerio_people SET mrr = mrr + 1 WHERE id IN ('u1', 'u2', 'u3')")
+
+    seen = len(cio_app.requests())
+    blocked = run(warehouse, spec, cio_config, "r2")
+    assert blocked.status == "blocked_large_change"
+    assert "3 of the 5 rows" in blocked.message and "approve_large_change: true" in blocked.message
+    assert (blocked.sent, blocked.api_calls) == (0, 0)
+    assert cio_app.requests()[seen:] == []
+
+    approved = run(warehouse, spec, cio_config, "r3", approve_large_change=True)
+    assert (approved.status, approved.accepted) == ("success", 3)
+    assert [op["identifiers"]["id"] for op in batch_operations(cio_app, seen)] == ["u1", "u2", "u3"]
+    # A full resync re-sends everything but changes nothing: the guard does not stop it.
+    resync = run(warehouse, spec, cio_config, "r4", full_resync=True)
+    assert (resync.status, resync.planned_changes, resync.accepted) == ("success", 5, 5)
+
+
+def test_an_opted_out_person_in_a_marketing_feed_is_never_sent(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec()
+    load_people(
+        warehouse, [*PEOPLE[:2], ("u6", "optedout@x.com", "pro", 49.0, "p6"), ("u7", "nobody@x.com", "pro", 0.0, "p7")]
+    )
+    set_consent(warehouse, "p6", "opted_out")
+    warehouse.execute("DELETE FROM consent.consent_status WHERE profile_id = 'p7'")  # no consent row: unknown
+
+    result = run(warehouse, spec, cio_config, "r1")
+    assert (result.status, result.skipped_consent, result.accepted) == ("success", 2, 2)
+    bodies = [str(body) for _, _, body in writes(cio_app)]
+    assert bodies and not any("u6" in b or "optedout@x.com" in b or "p6" in b for b in bodies)
+    assert not any("u7" in b or "nobody@x.com" in b for b in bodies)
+    assert cio_app.person("u6") is None
+    results = row_results(warehouse, "r1")
+    assert results["u6"] == ("add", "skipped_consent", "profile p6 is opted_out on email: not eligible")
+    assert results["u7"] == ("add", "skipped_consent", "profile p7 has no consent status on email: not eligible")
+
+    # Still refused next run; sent once the person opts in again (explicitly).
+    assert run(warehouse, spec, cio_config, "r2").skipped_consent == 2
+    set_consent(warehouse, "p6", "opted_in")
+    third = run(warehouse, spec, cio_config, "r3")
+    assert (third.skipped_consent, third.accepted) == (1, 1)
+    assert cio_app.person("u6").attributes["email"] == "optedout@x.com"
+
+
+def test_update_only_never_creates_and_a_quota_stop_keeps_what_was_accepted(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec(mode="update_only")
+    for pk in ("u1", "u2", "u4"):
+        cio_app.identify(pk, email=f"{pk}@old.com")
+    load_people(warehouse, PEOPLE[:4])
+    # The Track API keeps rate-limiting u4's update: the run stops there.
+    cio_app.inject(rate_limit_fault(times=10, retry_after=0, path=r"/customers/u4$"))
+    seen = len(cio_app.requests())
+    first = run(warehouse, spec, cio_config, "r1")
+    assert first.status == "quota_stopped"
+    assert (first.accepted, first.sent, first.retries) == (3, 3, 2)
+    assert [(m, p) for m, p, _ in writes(cio_app, seen)] == [
+        ("PUT", "/api/v1/customers/u1"),
+        ("PUT", "/api/v1/customers/u2"),
+        ("PUT", "/api/v1/customers/u3"),
+        ("PUT", "/api/v1/customers/u4"),
+        ("PUT", "/api/v1/customers/u4"),
+        ("PUT", "/api/v1/customers/u4"),
+    ]
+    assert writes(cio_app, seen)[0][2] == {
+        "email": "a@x.com",
+        "plan": "pro",
+        "mrr": 49.0,
+        "cdp_profile_id": "p1",
+        "_update": True,
+    }
+    assert cio_app.person("u3") is None  # update_only: u3 did not exist and was not created
+    assert cio_app.person("u1").attributes["email"] == "a@x.com"
+    assert row_results(warehouse, "r1")["u4"][1] == "not_sent"
+
+    cio_app.clear_faults()
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2")
+    assert (second.status, second.accepted) == ("success", 1)
+    assert [(m, p) for m, p, _ in writes(cio_app, seen)] == [("PUT", "/api/v1/customers/u4")]
+
+
+@pytest.mark.parametrize("action", ["unsubscribe", "suppress"])
+def test_suppression_sync_carries_opted_out_people_and_never_creates(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, action: str
+) -> None:
+    meta = {
+        "sync": {
+            "destination": "customerio",
+            "object": "person",
+            "mode": "suppression",
+            "primary_key": "id",
+            "purpose": "operational",
+            "profile_column": "profile_id",
+            "action_column": "action",
+            "fields": {"unsubscribed": "unsubscribed"},
+            "schedule": "daily",
+        }
+    }
+    spec = spec_from_meta("sync_customerio_suppressions", "sync.sync_customerio_suppressions", meta)
+    warehouse.execute(
+        "CREATE TABLE sync.sync_customerio_suppressions "
+        "(id VARCHAR, profile_id VARCHAR, unsubscribed BOOLEAN, action VARCHAR)"
+    )
+    warehouse.execute(
+        "INSERT INTO sync.sync_customerio_suppressions VALUES ('u1', 'p1', true, ?), "
+        "('ghost', 'p9', true, 'unsubscribe'), ('u2', 'p2', true, 'delete everything')",
+        [action],
+    )
+    set_consent(warehouse, "p1", "opted_out")
+    cio_app.identify("u1", email="a@x.com")
+    result = run(warehouse, spec, cio_config, "r1")
+    assert (result.skipped_consent, result.invalid, result.accepted) == (0, 1, 2)
+    sent = [(m, p, b) for m, p, b in writes(cio_app)]
+    if action == "unsubscribe":
+        assert ("PUT", "/api/v1/customers/u1", {"unsubscribed": True, "_update": True}) in sent
+        assert cio_app.person("u1").unsubscribed
+    else:
+        assert [(m, p) for m, p, _ in sent if p.startswith("/api/v1/customers/u1")] == [
+            ("POST", "/api/v1/customers/u1/suppress")
+        ]
+        assert cio_app.person("u1") is None and cio_app.is_suppressed("u1")
+    assert cio_app.person("ghost") is None
+    assert row_results(warehouse, "r1")["u2"][1:] == (
+        "invalid",
+        "suppression row 'u2': action must be unsubscribe or suppress, got 'delete everything'",
+    )
