@@ -223,7 +223,7 @@ def _sync_spec(model: str, relation: str, sync: Any, description: str) -> SyncSp
             action_column = _identifier(model, "action_column", action_column)
     elif action_column:
         raise _fail(model, "action_column", "only a suppression sync has one")
-    if destination == "salesforce" and mode in ("update_only", "suppression") and destination_key != "Id":
+    if destination == "salesforce" and mode in ("update_only", "suppression", "mirror") and destination_key != "Id":
         raise _fail(model, "destination_key", f"{mode} to Salesforce addresses records by Id, got {destination_key!r}")
     if destination == "customerio" and destination_key not in ("id", "email", "cio_id"):
         raise _fail(

@@ -1,0 +1,140 @@
+"""Salesforce through simple-salesforce's REST client, with sObject Collections (at most 200 records a call).
+
+- update_only and suppression: `PATCH /composite/sobjects` with each record's `Id` and the mapped
+  fields; a record that does not exist fails on its own (INVALID_CROSS_REFERENCE_KEY): never created;
+- upsert: `PATCH /composite/sobjects/{Object}/{ExternalIdField}`, the primary key sent as the external
+  id (created when no record has it);
+- mirror removes: the update of the mapped fields to null (Salesforce keeps the record; "clear fields").
+
+Every call is `allOrNone: false`, so one bad record does not sink the other 199: the per-record results
+come back in the order sent and are mapped to their rows (`CODE: message`). A 403
+`REQUEST_LIMIT_EXCEEDED` stops the run (the `SalesforceClient` policy raises `QuotaExhausted`); what
+was accepted before is kept.
+
+Timestamps arrive from the warehouse as `YYYY-MM-DD HH:MM:SS[.ffffff][+HH]` text (DuckDB's JSON of a
+timestamp); they are sent in ISO 8601 (`...T...Z`), the form Salesforce's datetime fields take.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from simple_salesforce.exceptions import SalesforceError
+
+from cdp_assets.reverse_etl.destinations import Message, OutgoingRow, RowOutcome, SendReport, mapped_values
+from cdp_assets.reverse_etl.spec import SyncSpec
+from cdp_assets.sources.policy import CallStats, QuotaExhausted, RetriesExhausted
+from cdp_assets.sources.salesforce import SalesforceClient, SalesforceConfig
+
+COLLECTION_LIMIT = 200
+_WAREHOUSE_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)([+-]\d{2}(?::?\d{2})?)?$")
+
+
+def _salesforce_value(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _WAREHOUSE_TIMESTAMP.match(value)
+        if match:
+            day, clock, zone = match.groups()
+            if zone in (None, "+00", "+00:00", "+0000"):
+                return f"{day}T{clock}Z"
+            return f"{day}T{clock}{zone if ':' in zone or len(zone) == 5 else zone + ':00'}"
+    return value
+
+
+def _fields(spec: SyncSpec, payload: Mapping[str, Any] | None, keep_nulls: bool | None = None) -> dict[str, Any]:
+    return {k: _salesforce_value(v) for k, v in mapped_values(spec, payload, keep_nulls).items()}
+
+
+def render(
+    spec: SyncSpec, op: str, pk: str, payload: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
+) -> Message:
+    attributes = {"type": spec.object}
+    if op == "remove":
+        cleared = {target: None for _, target in spec.fields}
+        return [{"call": "update", "record": {"attributes": attributes, "Id": pk, **cleared}}]
+    if spec.mode == "upsert":
+        record = {"attributes": attributes, **_fields(spec, payload), spec.destination_key: pk}
+        return [{"call": "upsert", "key": spec.destination_key, "record": record}]
+    return [{"call": "update", "record": {"attributes": attributes, "Id": pk, **_fields(spec, payload)}}]
+
+
+class _Stop(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class SalesforceDestination:
+    def __init__(self, config: SalesforceConfig, batch_size: int = COLLECTION_LIMIT) -> None:
+        if not 1 <= batch_size <= COLLECTION_LIMIT:
+            raise ValueError(f"batch_size must be between 1 and {COLLECTION_LIMIT}, got {batch_size}")
+        self.client = SalesforceClient(config)
+        self.batch_size = batch_size
+
+    @property
+    def stats(self) -> CallStats:
+        return self.client.stats
+
+    def close(self) -> None:
+        self.client.session.close()
+
+    def send(self, rows: Sequence[OutgoingRow]) -> SendReport:
+        report = SendReport()
+        groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        for row in rows:
+            for call in row.message:
+                record = call["record"]
+                path = "composite/sobjects"
+                if call["call"] == "upsert":
+                    path = f"composite/sobjects/{record['attributes']['type']}/{call['key']}"
+                groups.setdefault(path, []).append((row.pk, record))
+        try:
+            for path, records in groups.items():
+                for start in range(0, len(records), self.batch_size):
+                    self._send_chunk(path, records[start : start + self.batch_size], report)
+        except _Stop as stop:
+            if stop.kind == "stopped":
+                report.stopped = str(stop)
+            else:
+                report.failed = str(stop)
+        return report
+
+    def _send_chunk(self, path: str, chunk: list[tuple[str, dict[str, Any]]], report: SendReport) -> None:
+        body = json.dumps({"allOrNone": False, "records": [record for _, record in chunk]}, default=str)
+        try:
+            sf = self.client.connect()
+            answer = self.client.policy.call(lambda: sf.restful(path, method="PATCH", data=body))
+        except QuotaExhausted as exc:
+            raise _Stop("stopped", str(exc)) from exc
+        except RetriesExhausted as exc:
+            raise _Stop("failed", str(exc)) from exc
+        except SalesforceError as exc:
+            if exc.status == 400:
+                # The request as a whole was refused (malformed): every row in it is rejected with why.
+                for pk, _ in chunk:
+                    report.outcomes[pk] = RowOutcome(False, f"HTTP 400: {_errors(exc.content)}")
+                return
+            raise _Stop("failed", f"Salesforce answered {exc.status}: {_errors(exc.content)}") from exc
+        results = answer if isinstance(answer, list) else []
+        if len(results) != len(chunk):
+            raise _Stop("failed", f"Salesforce answered {len(results)} results for {len(chunk)} records")
+        for (pk, _), result in zip(chunk, results, strict=True):
+            if result.get("success"):
+                report.outcomes[pk] = RowOutcome(True)
+            else:
+                report.outcomes[pk] = RowOutcome(False, _errors(result.get("errors")))
+
+
+def _errors(errors: Any) -> str:
+    if isinstance(errors, list):
+        parts = []
+        for error in errors:
+            if isinstance(error, Mapping):
+                code = error.get("statusCode") or error.get("errorCode") or "ERROR"
+                parts.append(f"{code}: {error.get('message', '')}".strip())
+        if parts:
+            return "; ".join(parts)
+    return str(errors)[:500]
