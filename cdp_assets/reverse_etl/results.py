@@ -67,6 +67,16 @@ def ensure(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """`executemany` where the driver has it (DuckDB, Snowflake), else one execute per row."""
+    many = getattr(conn, "executemany", None)
+    if many is not None:
+        many(sql, rows)
+    else:
+        for row in rows:
+            conn.execute(sql, row)
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
@@ -77,7 +87,7 @@ def record_rows(
     """(pk, op, status, error) per row."""
     batch = [(run_id, sync, pk, op, status, error, at) for pk, op, status, error in rows]
     if batch:
-        conn.executemany(f"INSERT INTO {SCHEMA}.sync_row_results VALUES (?, ?, ?, ?, ?, ?, ?)", batch)  # type: ignore[attr-defined]
+        execute_many(conn, f"INSERT INTO {SCHEMA}.sync_row_results VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
 
 
 def record_previews(
@@ -90,7 +100,7 @@ def record_previews(
     """(pk, op, payload, previous_payload, would_skip_reason) per row."""
     batch = [(run_id, sync, pk, op, _json(p), _json(prev), reason, at) for pk, op, p, prev, reason in rows]
     if batch:
-        conn.executemany(f"INSERT INTO {SCHEMA}.sync_previews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)  # type: ignore[attr-defined]
+        execute_many(conn, f"INSERT INTO {SCHEMA}.sync_previews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
 
 
 def record_run(conn: Connection, values: Mapping[str, Any]) -> None:

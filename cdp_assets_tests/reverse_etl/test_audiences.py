@@ -1,0 +1,156 @@
+"""Audiences mirrored into Customer.io: members added and removed, by attribute or manual segment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pytest
+
+from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
+from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
+from cdp_assets.sandbox.customerio import CustomerIOSandbox
+from cdp_assets.sources.customerio import CustomerIOConfig
+from cdp_assets_tests.reverse_etl.helpers import batch_operations, row_results, set_consent, writes
+
+SEGMENT = 6  # the stand-in's manual "Enterprise prospects" segment
+
+
+def audience_spec(membership: dict[str, Any]) -> SyncSpec:
+    meta = {
+        "audience": {
+            "description": "Requested an enterprise quote.",
+            "channel": "email",
+            "destination": "customerio",
+            "membership": membership,
+            "primary_key": "profile_id",
+            "identifier": "customerio_identifier",
+            "schedule": "on_demand",
+            "columns": ["plan"],
+        }
+    }
+    return spec_from_meta("audience_quote", "audiences.audience_quote", meta)
+
+
+def load_members(conn: duckdb.DuckDBPyConnection, members: list[tuple[str, str, str]]) -> None:
+    """(profile_id, customerio_identifier, email) rows, as the audience_select macro shapes them."""
+    conn.execute(
+        "CREATE OR REPLACE TABLE audiences.audience_quote (profile_id VARCHAR, email VARCHAR, user_id VARCHAR,"
+        " customerio_id VARCHAR, customerio_identifier VARCHAR, member_since TIMESTAMP, plan VARCHAR)"
+    )
+    for profile_id, identifier, email in members:
+        conn.execute(
+            "INSERT INTO audiences.audience_quote VALUES (?, ?, ?, NULL, ?, TIMESTAMP '2024-01-01', 'pro')",
+            [profile_id, email, identifier, identifier],
+        )
+        set_consent(conn, profile_id, "opted_in")
+
+
+def run(
+    conn: duckdb.DuckDBPyConnection, spec: SyncSpec, config: CustomerIOConfig, run_id: str, **opts: bool
+) -> SyncResult:
+    destination = open_destination(spec, config, None)
+    try:
+        return run_sync(conn, spec, destination, RunOptions(**opts), run_id)
+    finally:
+        destination.close()
+
+
+@pytest.fixture
+def people(cio_app: CustomerIOSandbox) -> list[str]:
+    for pk in ("m1", "m2", "m3"):
+        cio_app.identify(pk, email=f"{pk}@x.com")
+    return ["m1", "m2", "m3"]
+
+
+def test_attribute_audience_adds_removes_and_resyncs_without_remove(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    spec = audience_spec({"type": "attribute", "attribute": "audience_quote"})
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com"), ("p3", "m3", "m3@x.com")])
+    first = run(warehouse, spec, cio_config, "r1")
+    assert (first.status, first.planned_adds, first.accepted) == ("success", 3, 3)
+    assert batch_operations(cio_app) == [
+        {
+            "type": "person",
+            "action": "identify",
+            "identifiers": {"id": pk},
+            "attributes": {"audience_quote": True, "email": f"{pk}@x.com"},
+        }
+        for pk in people
+    ]
+    assert all(cio_app.person(pk).attributes["audience_quote"] is True for pk in people)
+
+    # p2 leaves the audience (e.g. opted out: the model drops them): set to false, update-only, never created.
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p3", "m3", "m3@x.com")])
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2", approve_large_change=True)
+    assert (second.planned_removes, second.accepted) == (1, 1)
+    assert writes(cio_app, seen) == [("PUT", "/api/v1/customers/m2", {"audience_quote": False, "_update": True})]
+    assert cio_app.person("m2").attributes["audience_quote"] is False
+    assert row_results(warehouse, "r2") == {"p2": ("remove", "accepted", None)}
+
+    # A full resync sends every member again as an add of the attribute: no remove, no false in between.
+    seen = len(cio_app.requests())
+    resync = run(warehouse, spec, cio_config, "r3", full_resync=True)
+    assert (resync.status, resync.planned_changes, resync.planned_removes, resync.accepted) == ("success", 2, 0, 2)
+    sent = writes(cio_app, seen)
+    assert [m for m, _, _ in sent] == ["POST"]
+    assert [
+        (op["identifiers"]["id"], op["attributes"]["audience_quote"]) for op in batch_operations(cio_app, seen)
+    ] == [
+        ("m1", True),
+        ("m3", True),
+    ]
+
+
+def test_segment_audience_adds_and_removes_members(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    spec = audience_spec({"type": "manual_segment", "segment_id": SEGMENT})
+    before = {p.id for p in cio_app.segment_members(SEGMENT)}
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com")])
+    seen = len(cio_app.requests())
+    first = run(warehouse, spec, cio_config, "r1")
+    assert (first.status, first.accepted, first.api_calls) == ("success", 2, 1)
+    assert writes(cio_app, seen) == [("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m1", "m2"]})]
+    assert {p.id for p in cio_app.segment_members(SEGMENT)} - before == {"m1", "m2"}
+
+    # p1 leaves; p2 is now addressed as m3 (say, after a merge in Customer.io).
+    load_members(warehouse, [("p2", "m3", "m3@x.com")])
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2", approve_large_change=True)
+    assert (second.planned_changes, second.planned_removes, second.accepted) == (1, 1, 2)
+    # Removals first (p1's m1, and p2's old identifier m2), then the addition: p2 is never left out.
+    assert writes(cio_app, seen) == [
+        ("POST", f"/api/v1/segments/{SEGMENT}/remove_customers", {"ids": ["m2", "m1"]}),
+        ("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m3"]}),
+    ]
+    assert {p.id for p in cio_app.segment_members(SEGMENT)} - before == {"m3"}
+
+    # Full resync: only add_customers, never a remove and re-add.
+    seen = len(cio_app.requests())
+    run(warehouse, spec, cio_config, "r3", full_resync=True)
+    assert writes(cio_app, seen) == [("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m3"]})]
+
+
+def test_an_audience_refuses_a_member_without_consent_but_still_removes(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    spec = audience_spec({"type": "attribute", "attribute": "audience_quote"})
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com")])
+    run(warehouse, spec, cio_config, "r1")
+    # p2 is suppressed after the audience was built, yet still in it; p3 joins with an erasure request.
+    load_members(warehouse, [("p2", "m2", "m2-new@x.com"), ("p3", "m3", "m3@x.com")])
+    set_consent(warehouse, "p2", "suppressed")
+    set_consent(warehouse, "p3", "erased")
+    seen = len(cio_app.requests())
+    result = run(warehouse, spec, cio_config, "r2", approve_large_change=True)
+    assert (result.skipped_consent, result.planned_removes, result.accepted) == (2, 1, 1)
+    assert writes(cio_app, seen) == [("PUT", "/api/v1/customers/m1", {"audience_quote": False, "_update": True})]
+    assert row_results(warehouse, "r2") == {
+        "p1": ("remove", "accepted", None),
+        "p2": ("change", "skipped_consent", "profile p2 is suppressed on email: not eligible"),
+        "p3": ("add", "skipped_consent", "profile p3 is erased on email: not eligible"),
+    }
