@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import duckdb
 import pytest
 
 from cdp_assets.reverse_etl.destinations import open_destination
-from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
+from cdp_assets.reverse_etl.runner import DestinationUnavailable, RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
-from cdp_assets.sandbox.customerio import CustomerIOSandbox, rate_limit_fault
+from cdp_assets.sandbox.customerio import CustomerIOSandbox, rate_limit_fault, server_error_fault
 from cdp_assets.sources.customerio import CustomerIOConfig
 from cdp_assets_tests.reverse_etl.helpers import batch_operations, previews, row_results, set_consent, writes
 
@@ -315,3 +316,31 @@ def test_suppression_sync_carries_opted_out_people_and_never_creates(
         "invalid",
         "suppression row 'u2': action must be unsubscribe or suppress, got 'delete everything'",
     )
+
+
+def test_a_429_is_retried_after_its_retry_after_and_counted(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    load_people(warehouse, PEOPLE[:2])
+    cio_app.inject(rate_limit_fault(times=1, retry_after=0.2, path="/api/v2/batch"))
+    started = time.monotonic()
+    result = run(warehouse, people_spec(), cio_config, "r1")
+    assert time.monotonic() - started >= 0.2
+    assert (result.status, result.accepted, result.api_calls, result.retries) == ("success", 2, 2, 1)
+    assert len([w for w in writes(cio_app) if w[1] == "/api/v2/batch"]) == 2
+
+
+def test_an_api_that_keeps_failing_fails_the_run_after_committing_what_was_accepted(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    spec = people_spec(mode="update_only")
+    load_people(warehouse, PEOPLE[:3])
+    cio_app.inject(server_error_fault(times=10, status=503, path=r"/customers/u2$"))
+    with pytest.raises(DestinationUnavailable, match="Customer.io still failing after 3 attempts: HTTP 503"):
+        run(warehouse, spec, cio_config, "r1")
+    assert warehouse.execute("SELECT status, accepted FROM reverse_etl.sync_runs").fetchall() == [("error", 1)]
+    assert warehouse.execute("SELECT pk FROM reverse_etl.snapshots").fetchall() == [("u1",)]
+    results = row_results(warehouse, "r1")
+    assert results["u1"][1] == "accepted"
+    assert results["u2"][1] == results["u3"][1] == "not_sent"
+    assert "a@x.com" not in str(results)  # the client's error text (with the request body) stays out

@@ -223,3 +223,20 @@ def test_a_field_salesforce_does_not_have_rejects_the_row_with_its_error(
     result = run(warehouse, spec, sf_config, "r1")
     assert (result.status, result.rejected) == ("partial", 1)
     assert "INVALID_FIELD" in (row_results(warehouse, "r1")[account][2] or "")
+
+
+def test_a_record_that_lost_its_row_lock_is_sent_again(
+    warehouse: duckdb.DuckDBPyConnection, sf_app: SalesforceSandbox, sf_config: SalesforceConfig
+) -> None:
+    a, b = open_leads(sf_app, 2)
+    load_leads(warehouse, [(a, "p1", "usr_1", "lead", None, None), (b, "p2", "usr_2", "lead", None, None)])
+    sf_app.reject([b], code="UNABLE_TO_LOCK_ROW", message="unable to obtain exclusive access to this record", times=1)
+    result = run(warehouse, leads_spec(), sf_config, "r1")
+    assert (result.status, result.accepted, result.rejected, result.api_calls, result.retries) == (
+        "success",
+        2,
+        0,
+        2,
+        1,
+    )
+    assert [[r["Id"] for r in body["records"]] for _, p, body in writes(sf_app) if "composite" in p] == [[a, b], [b]]

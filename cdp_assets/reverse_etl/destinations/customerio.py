@@ -171,17 +171,21 @@ class CustomerIODestination:
         except QuotaExhausted as exc:
             raise _Stop("stopped", str(exc)) from exc
         except RetriesExhausted as exc:
+            # The client's own message repeats the request body (people's data): keep it out of the ledger.
+            cause = exc.__cause__ or exc
+            detail = f"still failing after {self.policy.max_attempts} attempts: {self._error(cause)}"
             if self._last is not None and self._last.status_code == 429:
                 # Customer.io has no daily quota; a rate limit that does not lift is the same for a run.
-                raise _Stop("stopped", f"Customer.io kept answering 429 (rate limited): {exc}") from exc
-            raise _Stop("failed", str(exc)) from exc
+                raise _Stop("stopped", f"Customer.io kept rate-limiting (429), {detail}") from exc
+            raise _Stop("failed", f"Customer.io {detail}") from exc
         return response
 
     def _error(self, exc: BaseException) -> str:
         response = self._last
         if response is not None:
             return f"HTTP {response.status_code}: {response.text[:500]}"
-        return f"{type(exc).__name__}: {exc}"[:500]
+        cause = exc.__cause__ or exc  # a connection error: the client wraps it with the request body
+        return f"{type(cause).__name__}: {cause}"[:500]
 
     # -- sending ---------------------------------------------------------------------------------
 

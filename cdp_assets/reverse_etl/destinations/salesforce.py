@@ -7,7 +7,8 @@
 - mirror removes: the update of the mapped fields to null (Salesforce keeps the record; "clear fields").
 
 Every call is `allOrNone: false`, so one bad record does not sink the other 199: the per-record results
-come back in the order sent and are mapped to their rows (`CODE: message`). A 403
+come back in the order sent and are mapped to their rows (`CODE: message`); records that only lost a
+row lock (`UNABLE_TO_LOCK_ROW`) are sent again, up to twice. A 403
 `REQUEST_LIMIT_EXCEEDED` stops the run (the `SalesforceClient` policy raises `QuotaExhausted`); what
 was accepted before is kept.
 
@@ -30,6 +31,7 @@ from cdp_assets.sources.policy import CallStats, QuotaExhausted, RetriesExhauste
 from cdp_assets.sources.salesforce import SalesforceClient, SalesforceConfig
 
 COLLECTION_LIMIT = 200
+LOCK_RETRIES = 2  # UNABLE_TO_LOCK_ROW is a transient per-record failure (saas-apis.md §2.3)
 _WAREHOUSE_TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)([+-]\d{2}(?::?\d{2})?)?$")
 
 
@@ -103,6 +105,33 @@ class SalesforceDestination:
         return report
 
     def _send_chunk(self, path: str, chunk: list[tuple[str, dict[str, Any]]], report: SendReport) -> None:
+        """One collection call; records that lost a row lock (UNABLE_TO_LOCK_ROW, transient) go again."""
+        pending = chunk
+        for attempt in range(1, LOCK_RETRIES + 2):
+            results = self._call(path, pending, report)
+            if results is None:
+                return
+            locked = []
+            for (pk, record), result in zip(pending, results, strict=True):
+                if result.get("success"):
+                    report.outcomes[pk] = RowOutcome(True)
+                    continue
+                errors = result.get("errors") or []
+                codes = {e.get("statusCode") for e in errors if isinstance(e, Mapping)}
+                if codes == {"UNABLE_TO_LOCK_ROW"} and attempt <= LOCK_RETRIES:
+                    locked.append((pk, record))
+                else:
+                    report.outcomes[pk] = RowOutcome(False, _errors(errors))
+            if not locked:
+                return
+            self.client.stats.retries += 1
+            self.client.policy.sleep(self.client.config.backoff_seconds * attempt)
+            pending = locked
+
+    def _call(
+        self, path: str, chunk: list[tuple[str, dict[str, Any]]], report: SendReport
+    ) -> list[dict[str, Any]] | None:
+        """The per-record results of one PATCH, in the order sent; None when the whole call was refused."""
         body = json.dumps({"allOrNone": False, "records": [record for _, record in chunk]}, default=str)
         try:
             sf = self.client.connect()
@@ -116,16 +145,12 @@ class SalesforceDestination:
                 # The request as a whole was refused (malformed): every row in it is rejected with why.
                 for pk, _ in chunk:
                     report.outcomes[pk] = RowOutcome(False, f"HTTP 400: {_errors(exc.content)}")
-                return
+                return None
             raise _Stop("failed", f"Salesforce answered {exc.status}: {_errors(exc.content)}") from exc
         results = answer if isinstance(answer, list) else []
         if len(results) != len(chunk):
             raise _Stop("failed", f"Salesforce answered {len(results)} results for {len(chunk)} records")
-        for (pk, _), result in zip(chunk, results, strict=True):
-            if result.get("success"):
-                report.outcomes[pk] = RowOutcome(True)
-            else:
-                report.outcomes[pk] = RowOutcome(False, _errors(result.get("errors")))
+        return results
 
 
 def _errors(errors: Any) -> str:
