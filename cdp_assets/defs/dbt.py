@@ -4,7 +4,8 @@ No `from __future__ import annotations`: Dagster reads the asset function's reso
 
 Sources keep the keys pinned in `sources.yml` (`meta.dagster.asset_key: [event_stream, <table>]`), so
 each model hangs off the event-load asset that writes its table with no glue code. Models are grouped
-by their folder (`staging`, later `identity`, `consent`, ...). dbt tests become asset checks.
+by their folder (`staging`, `identity`, `consent`, `marts`, `audiences`, `sync`). dbt tests become
+asset checks (cdp_assets_tests/defs/test_dbt_jobs.py checks them and what each job selects).
 
 The manifest is built at import when it is missing or older than the project's files (a fresh clone, or
 a model edited since the last parse), so `dagster definitions validate` and the tests load anywhere; a
