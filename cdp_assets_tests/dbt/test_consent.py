@@ -3,9 +3,8 @@
 Once per module: a dozen hand-made people, each one precedence case, are written the way the real
 pipeline leaves them (events as RudderStack dump lines through the real loader; Customer.io and
 Salesforce raw tables as the dlt sources write them), then one `dbt build` of consent_status and
-everything it needs (staging, identity) runs as a subprocess, with two extra consent events switched on
-through the `consent_tracks` var (an explicit unsuppress and an erasure request). The tests read
-consent_status back.
+everything it needs (staging, identity) runs as a subprocess, with one extra consent event switched on
+through the `consent_tracks` var (an explicit unsuppress). The tests read consent_status back.
 """
 
 from __future__ import annotations
@@ -34,7 +33,8 @@ SOURCE_ID = "2Gconsent00000000000000001"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CHANNELS = ("email", "sms", "push", "ads")
 
-# The project's consent tracks plus two this test switches on: adding a consent event is a var change.
+# The project's consent tracks (dbt_project.yml) plus one this test switches on: adding a consent event
+# is a var change. The erasure request is one of the project's own.
 CONSENT_TRACKS = {
     "email_unsubscribed": {"channel": "email", "kind": "opt_out"},
     "email_resubscribed": {"channel": "email", "kind": "opt_in", "explicit": True},
