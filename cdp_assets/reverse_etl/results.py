@@ -21,6 +21,7 @@ from cdp_assets.reverse_etl.diff import SCHEMA
 from cdp_assets.reverse_etl.diff import ensure as ensure_snapshots
 from cdp_assets.warehouse import Connection
 
+INSERT_CHUNK = 100_000
 ROW_STATUSES = ("accepted", "rejected", "skipped_consent", "invalid", "not_sent")
 
 DDL = f"""
@@ -67,14 +68,19 @@ def ensure(conn: Connection) -> None:
             conn.execute(statement)
 
 
-def execute_many(conn: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """`executemany` where the driver has it (DuckDB, Snowflake), else one execute per row."""
-    many = getattr(conn, "executemany", None)
-    if many is not None:
-        many(sql, rows)
-    else:
-        for row in rows:
-            conn.execute(sql, row)
+def insert_rows(conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Append rows to `table` (all its columns, in order) in one statement.
+
+    DuckDB's `executemany` prepares and runs the insert once per row (minutes for 100k rows), so the
+    values go in as one list parameter per column, zipped back into rows by `unnest`.
+    """
+    if not rows:
+        return
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = [column[start : start + INSERT_CHUNK] for column in columns]
+        select = ", ".join("unnest(?)" for _ in chunk)
+        conn.execute(f"INSERT INTO {table} SELECT {select}", chunk)
 
 
 def _json(value: Any) -> str | None:
@@ -87,7 +93,7 @@ def record_rows(
     """(pk, op, status, error) per row."""
     batch = [(run_id, sync, pk, op, status, error, at) for pk, op, status, error in rows]
     if batch:
-        execute_many(conn, f"INSERT INTO {SCHEMA}.sync_row_results VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+        insert_rows(conn, f"{SCHEMA}.sync_row_results", batch)
 
 
 def record_previews(
@@ -100,7 +106,7 @@ def record_previews(
     """(pk, op, payload, previous_payload, would_skip_reason) per row."""
     batch = [(run_id, sync, pk, op, _json(p), _json(prev), reason, at) for pk, op, p, prev, reason in rows]
     if batch:
-        execute_many(conn, f"INSERT INTO {SCHEMA}.sync_previews VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+        insert_rows(conn, f"{SCHEMA}.sync_previews", batch)
 
 
 def record_run(conn: Connection, values: Mapping[str, Any]) -> None:

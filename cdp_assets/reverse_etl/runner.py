@@ -230,7 +230,7 @@ def _commit(conn: Connection, spec: SyncSpec, run_id: str, table: str, pks: list
     accepted_table = quote(f"{table}_accepted")
     conn.execute(f"CREATE OR REPLACE TEMP TABLE {accepted_table} (pk VARCHAR)")
     if pks:
-        results.execute_many(conn, f"INSERT INTO {accepted_table} VALUES (?)", [(pk,) for pk in pks])
+        results.insert_rows(conn, accepted_table, [(pk,) for pk in pks])
     commit(conn, spec.name, run_id, f"SELECT pk FROM {accepted_table}", table)
 
 
