@@ -85,6 +85,9 @@ def test_attribute_audience_adds_removes_and_resyncs_without_remove(
     # p2 leaves the audience (e.g. opted out: the model drops them): set to false, update-only, never created.
     load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p3", "m3", "m3@x.com")])
     seen = len(cio_app.requests())
+    blocked = run(warehouse, spec, cio_config, "r2-blocked")  # 1 of 3 members out: above the default 20%
+    assert (blocked.status, blocked.planned_removes, blocked.api_calls) == ("blocked_large_change", 1, 0)
+    assert writes(cio_app, seen) == []
     second = run(warehouse, spec, cio_config, "r2", approve_large_change=True)
     assert (second.planned_removes, second.accepted) == (1, 1)
     assert writes(cio_app, seen) == [("PUT", "/api/v1/customers/m2", {"audience_quote": False, "_update": True})]
