@@ -311,6 +311,15 @@ def cmd_bench_reverse_etl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_identity(args: argparse.Namespace) -> int:
+    from cdp_assets.bench.identity import format_report, run
+
+    result = run(args.edges, seed=args.seed, max_chain=args.max_chain, workdir=args.workdir)
+    print(format_report(result), file=sys.stderr)
+    _print_json(result)
+    return 0
+
+
 # -- parser --------------------------------------------------------------------------------------
 
 
@@ -364,6 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     retl.add_argument("--changed", type=_fraction, default=0.01, help="share of rows changed since the last sync")
     retl.add_argument("--workdir", type=Path, help="where the benchmark's warehouse goes (default: a temp folder)")
     retl.set_defaults(func=cmd_bench_reverse_etl)
+    identity = bench_sub.add_parser(
+        "identity", help="the identity model's connected components against naive propagation and union-find"
+    )
+    identity.add_argument("--edges", type=_positive, default=1_000_000)
+    identity.add_argument("--seed", type=int, default=7)
+    identity.add_argument(
+        "--max-chain", type=_positive, help="identifiers in the longest chain (default: edges/100, at most 1,000)"
+    )
+    identity.add_argument("--workdir", type=Path, help="where the benchmark's warehouse goes (default: a temp folder)")
+    identity.set_defaults(func=cmd_bench_identity)
     return parser
 
 
