@@ -124,11 +124,15 @@ def _naive_propagation(warehouse: Path) -> tuple[dict[str, Any], dict[Identifier
             rounds += 1
             conn.execute(
                 f"""CREATE OR REPLACE TABLE {other} AS
-                    SELECT labels.node, least(labels.label, coalesce(min(neighbours.label), labels.label)) AS label
-                    FROM {current} labels
-                    LEFT JOIN bench.naive_edges edges ON edges.src = labels.node
-                    LEFT JOIN {current} neighbours ON neighbours.node = edges.dst
-                    GROUP BY labels.node, labels.label"""
+                    SELECT node, min(label) AS label
+                    FROM (
+                        SELECT node, label FROM {current}
+                        UNION ALL
+                        SELECT edges.src, neighbours.label
+                        FROM bench.naive_edges edges
+                        JOIN {current} neighbours ON neighbours.node = edges.dst
+                    )
+                    GROUP BY node"""
             )
             (changed,) = conn.execute(
                 f"SELECT count(*) FROM {other} n JOIN {current} o ON o.node = n.node WHERE n.label <> o.label"

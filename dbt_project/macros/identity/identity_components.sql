@@ -176,25 +176,32 @@
 {#- One round: labels_from -> labels_to (see the materialization's description). -#}
 {% macro identity_components_round_sql(edges, labels_from) -%}
     with parent_label as (
-        select labels.node, parents.label as grandparent
+        select labels.node, labels.label as parent, parents.label as grandparent
         from {{ labels_from }} as labels
         inner join {{ labels_from }} as parents on parents.node = labels.label
     ),
-    candidates as (
-        -- pointer jumping: a node takes its parent's parent
-        select node, grandparent as label
+    neighbour_min as (
+        -- the smallest label among the node's neighbours' parents
+        select edges.src as node, min(neighbour.grandparent) as label
+        from {{ edges }} as edges
+        inner join parent_label as neighbour on neighbour.node = edges.dst
+        group by edges.src
+    ),
+    proposed as (
+        -- pointer jumping (the parent's parent) and propagation (the neighbourhood's smallest label)
+        select
+            parent_label.node,
+            parent_label.parent,
+            least(parent_label.grandparent, coalesce(neighbour_min.label, parent_label.grandparent)) as label
         from parent_label
-        union all
-        -- propagation: a node takes the smallest label among its neighbours' parents
-        select edges.src as node, neighbour.grandparent as label
-        from {{ edges }} as edges
-        inner join parent_label as neighbour on neighbour.node = edges.dst
-        union all
-        -- hooking: the node's parent takes it too, moving the node's whole tree
-        select labels.label as node, neighbour.grandparent as label
-        from {{ edges }} as edges
-        inner join {{ labels_from }} as labels on labels.node = edges.src
-        inner join parent_label as neighbour on neighbour.node = edges.dst
+        left join neighbour_min on neighbour_min.node = parent_label.node
+    ),
+    candidates as (
+        -- each proposal goes to the node and, hooking, to its parent, which moves the node's whole tree
+        -- at once (one pass over `proposed`, so the edge join runs once per round)
+        select case when target.side = 1 then proposed.node else proposed.parent end as node, proposed.label
+        from proposed
+        cross join (select 1 as side union all select 2 as side) as target
     )
     select node, min(label) as label
     from candidates
