@@ -375,6 +375,7 @@ def test_salesforce_feeds(built: Path) -> None:
     assert {lead["has_opted_out_of_email"] for lead in leads} <= {True, None}  # set, never cleared
     accounts = _rows(built, "select * from sync.sync_salesforce_accounts")
     assert accounts and {a["account_type"] for a in accounts} <= {"Customer", None}
+    assert all(a["plan"] or a["customer_since"] or a["account_type"] for a in accounts)  # no empty update
     paying = _rows(built, "select account_id, stripe_plan from marts.account_status where is_paying")
     by_id = {a["id"]: a for a in accounts}
     assert all(by_id[p["account_id"]]["plan"] == p["stripe_plan"] for p in paying)
