@@ -204,6 +204,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 _LOAD_FIELDS = ("files", "lines", "loaded", "filtered", "duplicates", "discarded", "value_discards")
+_MODEL_SCHEMAS = ("identity", "consent", "marts", "audiences", "sync")
+_SYNC_FIELDS = (
+    "status",
+    "planned_adds",
+    "planned_changes",
+    "planned_removes",
+    "sent",
+    "accepted",
+    "rejected",
+    "skipped_consent",
+    "api_calls",
+)
+
+
+def _sync_runs(conn, run_id: str) -> dict[str, dict]:
+    """What each reverse-ETL sync of the run planned and sent, from its ledger (none before the first)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'reverse_etl' AND table_name = 'sync_runs'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute(
+        f"SELECT sync, {', '.join(_SYNC_FIELDS)} FROM reverse_etl.sync_runs WHERE run_id = ? ORDER BY sync", [run_id]
+    ).fetchall()
+    return {row[0]: dict(zip(_SYNC_FIELDS, row[1:], strict=True)) for row in rows}
 
 
 def demo_report(settings, success: bool, run_id: str) -> dict:
@@ -232,6 +257,14 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
             f"SELECT {', '.join(_LOAD_FIELDS)} FROM event_load.loads ORDER BY started_at DESC LIMIT 1"
         ).fetchone()
         reasons = dict(conn.execute("SELECT reason, count(*) FROM event_load.load_errors GROUP BY 1").fetchall())
+        models = dict(
+            conn.execute(
+                "SELECT schema_name || '.' || table_name, estimated_size FROM duckdb_tables() "
+                f"WHERE schema_name IN ({', '.join(repr(s) for s in _MODEL_SCHEMAS)}) "
+                "AND NOT ends_with(table_name, '_previous') ORDER BY 1"
+            ).fetchall()
+        )
+        syncs = _sync_runs(conn, run_id)
     finally:
         conn.close()
     data = {
@@ -242,6 +275,8 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
         "staging_views": views,
         "last_load": dict(zip(_LOAD_FIELDS, last, strict=True)) if last else {},
         "discard_reasons": reasons,
+        "models": models,
+        "syncs": syncs,
     }
     lines = [
         f"main job {'succeeded' if success else 'FAILED'} (run {run_id})",
@@ -249,6 +284,15 @@ def demo_report(settings, success: bool, run_id: str) -> dict:
         *(f"  {name:45s} {rows:>10,} rows" for name, rows in tables.items()),
         f"  staging views: {len(views)} ({', '.join(v for v in views if '__' not in v)}, and the SaaS ones)",
         f"line discards by reason: {reasons or 'none'}",
+        "dbt models (identity, consent, marts, audiences, sync feeds):",
+        *(f"  {name:45s} {rows:>10,} rows" for name, rows in models.items()),
+        "reverse ETL (this run):" if syncs else "reverse ETL: no sync ran",
+        *(
+            f"  {name:38s} {s['status']:12s} planned +{s['planned_adds']} ~{s['planned_changes']} "
+            f"-{s['planned_removes']}  sent {s['sent']}, accepted {s['accepted']}, rejected {s['rejected']}, "
+            f"refused (consent) {s['skipped_consent']}, {s['api_calls']} API calls"
+            for name, s in syncs.items()
+        ),
         f"open the UI:  make ui   (or: DAGSTER_HOME={settings.dagster_home} .venv/bin/dagster dev)",
     ]
     return {"data": data, "text": "\n".join(lines)}

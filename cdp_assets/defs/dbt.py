@@ -40,15 +40,22 @@ def dbt_environment(duckdb_path: Path) -> Iterator[None]:
     loader writes (even when only CDP_DATA_DIR was given) and the previous value restored afterwards;
     steps run one at a time in the run's process, so no other step sees the change.
     """
-    previous = os.environ.get("CDP_DUCKDB_PATH")
-    os.environ["CDP_DUCKDB_PATH"] = str(duckdb_path)
+    # The manifest preparer builds its own DbtCliResource, which finds `dbt` on PATH only (P6): put the
+    # dbt this project uses first, so a parse at import works when the venv is not on PATH.
+    dbt = Path(dbt_executable())
+    changes = {"CDP_DUCKDB_PATH": str(duckdb_path)}
+    if dbt.is_absolute():
+        changes["PATH"] = os.pathsep.join([str(dbt.parent), os.environ.get("PATH", "")])
+    previous = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("CDP_DUCKDB_PATH", None)
-        else:
-            os.environ["CDP_DUCKDB_PATH"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def dbt_executable() -> str:

@@ -1,4 +1,4 @@
-"""The main job end to end: landing files, the event load, then the dbt build of the staging models."""
+"""The main job end to end: landing files, the event load, the SaaS extracts, the dbt build, reverse ETL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from cdp_assets.cli import demo_report
+from cdp_assets.defs.reverse_etl import SPECS
 from cdp_assets.event_stream.landing import LocalLandingStore
+from cdp_assets.settings import get_settings
 from cdp_assets_tests.conftest import write_dump
 from cdp_assets_tests.defs.helpers import check_evaluations, materializations, recent_event
 
@@ -38,3 +41,12 @@ def test_main_job_loads_events_then_builds_the_staging_models(
     with duckdb.connect(str(warehouse_path), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM staging.stg_tracks").fetchone()[0] == 2
         assert conn.execute("SELECT user_id, email FROM staging.stg_users").fetchall() == [("u1", "ada@example.com")]
+
+    # Every sync ran after its model, against the stand-ins, and the demo's report says what each sent.
+    report = demo_report(get_settings(), result.success, result.run_id)["data"]
+    assert set(report["syncs"]) == {spec.name for spec in SPECS}
+    syncs = report["syncs"]
+    # An audience with no member among these few events plans nothing: `no_change`, not a failure.
+    assert all(s["status"] in ("success", "no_change") and s["sent"] == s["accepted"] for s in syncs.values()), syncs
+    assert syncs["customerio_people"]["sent"] > 0 and syncs["salesforce_leads"]["sent"] > 0, syncs
+    assert report["models"]["sync.sync_customerio_people"] > 0
