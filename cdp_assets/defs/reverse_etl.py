@@ -33,6 +33,7 @@ from cdp_assets.defs.dbt import project
 from cdp_assets.defs.resources import WAREHOUSE_POOL, WarehouseResource
 from cdp_assets.defs.saas import SaasResource, saas_daily_job
 from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.results import preview_sample
 from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, specs_from_manifest
 
@@ -171,7 +172,10 @@ def sync_asset(spec: SyncSpec) -> dg.AssetsDefinition:
                 stack.callback(destination.close)
             with warehouse.get_warehouse().connect() as conn:
                 result = run_sync(conn, spec, destination, options, context.run.run_id)
+                sample = preview_sample(conn, result.run_id, spec.name) if options.dry_run else []
         metadata: dict[str, Any] = {**result.as_metadata(), "dry_run": options.dry_run}
+        if options.dry_run:
+            metadata["preview"] = dg.MetadataValue.md(_preview_table(sample, result.run_id, spec.name))
         if sandbox is not None:
             metadata["sandbox"] = sandbox
         context.log.info(f"{spec.name}: {result.status}: {result.message}")
@@ -180,6 +184,18 @@ def sync_asset(spec: SyncSpec) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata, check_results=_check_results(spec, result))
 
     return _sync
+
+
+def _cell(value: Any) -> str:
+    return str(value if value is not None else "").replace("|", "\\|")[:160]
+
+
+def _preview_table(rows: list[tuple[Any, ...]], run_id: str, sync: str) -> str:
+    """A dry run's first rows as a Markdown table for the UI; the query for all of them underneath."""
+    lines = ["| key | operation | payload | refused because |", "|---|---|---|---|"]
+    lines += [f"| {_cell(pk)} | {op} | {_cell(payload)} | {_cell(reason)} |" for pk, op, payload, reason in rows]
+    query = f"SELECT * FROM reverse_etl.sync_previews WHERE run_id = '{run_id}' AND sync = '{sync}'"
+    return "\n".join([*lines, "", f"All rows: `{query}`"])
 
 
 def _schedule_tag(schedule: str) -> str:

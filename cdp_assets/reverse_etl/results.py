@@ -116,3 +116,13 @@ def record_run(conn: Connection, values: Mapping[str, Any]) -> None:
         f"INSERT INTO {SCHEMA}.sync_runs ({', '.join(columns)}) VALUES ({placeholders})",
         [values[c] for c in columns],
     )
+
+
+def preview_sample(conn: Connection, run_id: str, sync: str, limit: int = 25) -> list[tuple[Any, ...]]:
+    """The first rows of a dry run's preview, (pk, op, payload, would_skip_reason), refusals first: what
+    the launcher should look at before a real run (the whole preview stays in `sync_previews`)."""
+    return conn.execute(
+        f"""SELECT pk, op, CAST(payload AS VARCHAR), would_skip_reason FROM {SCHEMA}.sync_previews
+            WHERE run_id = ? AND sync = ? ORDER BY would_skip_reason IS NULL, op, pk LIMIT ?""",
+        [run_id, sync, limit],
+    ).fetchall()

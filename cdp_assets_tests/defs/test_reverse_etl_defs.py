@@ -104,6 +104,9 @@ def test_a_planted_opted_out_person_is_refused_and_the_consent_check_fails(
     assert customerio.app.requests() == []
     (dry_mat,) = dry.asset_materializations_for_node(defs.resolve_assets_def(PEOPLE).node_def.name)
     assert dry_mat.metadata["dry_run"].value is True
+    preview = dry_mat.metadata["preview"].value  # the row-level preview the launcher reads in the UI
+    assert preview.index("| u3 | add |") < preview.index("| u1 | add |")  # refusals first
+    assert "opted_out" in preview.split("| u3 |")[1].split("\n")[0]
 
     result = _run(defs, instance)
     assert result.success  # refusing people is the guard working, not a failed run
