@@ -228,6 +228,8 @@ class Prepared:
     slot: dict[Path, int]  # path -> its column f<slot> in `vals`
     is_json: dict[Path, bool]
     new_objects: set[Path]  # leaf paths holding an object in some event: discovery missed them
+    # (existing typed column, path) -> whether some value there does not fit the column's kind
+    conflicts: dict[tuple[str, Path], bool] = field(default_factory=dict)
 
 
 class TableWriter:
@@ -385,14 +387,20 @@ class TableWriter:
         is_json = {path: expressions[path][1] for path in paths}
         # A plain leaf whose value is an object somewhere: RudderStack flattens it, so it must be known.
         leaves = [p for p in paths if p not in objects]
-        new_objects: set[Path] = set()
-        if leaves:
-            hits = self.conn.execute(
-                f"SELECT [{', '.join(f'bool_or(starts_with(f{slot[p]}, {chr(39)}{{{chr(39)}))' for p in leaves)}] "
-                f"FROM {vals}"
-            ).fetchone()[0]
-            new_objects = {path for path, hit in zip(leaves, hits, strict=True) if hit}
-        return Prepared(table, event_type, plan, vals, slot, is_json, new_objects)
+        # In the same scan, whether an existing typed column receives a value it cannot hold (see
+        # `_may_conflict`): one pass over the extracted rows instead of two.
+        typed = [
+            (column, path)
+            for column, column_paths in plan.columns.items()
+            if columns.get(column, "string") != "string" and is_json.get(column_paths[0], False)
+            for path in column_paths
+        ]
+        tests = [f"bool_or(starts_with(f{slot[p]}, '{{'))" for p in leaves]
+        tests += [self._conflict_test(columns[column], slot[path]) for column, path in typed]
+        hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {vals}").fetchone()[0] if tests else []
+        new_objects = {path for path, hit in zip(leaves, hits[: len(leaves)], strict=True) if hit}
+        conflicts = {pair: bool(hit) for pair, hit in zip(typed, hits[len(leaves) :], strict=True)}
+        return Prepared(table, event_type, plan, vals, slot, is_json, new_objects, conflicts)
 
     def insert(self, prepared: Prepared) -> TableWrite:
         """Settle new columns' kinds, add them, and insert the prepared rows converted to their kinds."""
@@ -402,9 +410,10 @@ class TableWriter:
         new = [column for column in plan.columns if column not in columns]
         typed_new = [c for c in new if any(prepared.is_json[p] for p in plan.columns[c])]
         kinds = self._kinds_seen(typed_new, prepared) if typed_new else {}
+        plain = self._plain_kinds(vals, plan, slot, [c for c in new if c not in kinds])
         new_columns: dict[str, str] = {}
         for column in new:
-            kind = decide_kind(kinds[column]) if column in kinds else self._plain_kind(vals, plan, slot, column)
+            kind = decide_kind(kinds[column]) if column in kinds else plain[column]
             if kind is not None:
                 new_columns[column] = kind
         self.ensure_table(table, new_columns)
@@ -450,11 +459,19 @@ class TableWriter:
             return f"nullif({f}, '')"
         return f"cdp_to_{kind}({f})"
 
-    def _plain_kind(self, vals: str, plan: ColumnPlan, slot: dict[Path, int], column: str) -> str | None:
-        """A new column whose values are proven strings: string, unless every value is null or ""."""
-        present = " OR ".join(f"nullif(f{slot[p]}, '') IS NOT NULL" for p in plan.columns[column])
-        found = self.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {vals} WHERE {present} LIMIT 1)").fetchone()
-        return "string" if found[0] else None
+    def _plain_kinds(
+        self, vals: str, plan: ColumnPlan, slot: dict[Path, int], columns: list[str]
+    ) -> dict[str, str | None]:
+        """New columns whose values are proven strings: string, unless every value is null or "".
+        One scan for all of them (a query a column cost a statement each: hundreds on a first load)."""
+        if not columns:
+            return {}
+        tests = ", ".join(
+            "bool_or(" + " OR ".join(f"nullif(f{slot[p]}, '') IS NOT NULL" for p in plan.columns[c]) + ")"
+            for c in columns
+        )
+        found = self.conn.execute(f"SELECT [{tests}] FROM {vals}").fetchone()[0]
+        return {c: "string" if hit else None for c, hit in zip(columns, found, strict=True)}
 
     def _kinds_seen(self, columns: list[str], prepared: Prepared) -> dict[str, dict]:
         """For each new column, the first sequence number at which each value kind arrived."""
@@ -521,15 +538,20 @@ class TableWriter:
         self, prepared: Prepared, columns: dict[str, str], checked: list[tuple[str, Path]]
     ) -> list[tuple[str, Path]]:
         """The typed columns that actually received a value they cannot hold: one cheap scan, so the
-        costly per-value discard query runs only for them (and usually not at all)."""
-        if not checked:
-            return []
-        tests = []
-        for column, path in checked:
-            f = f"f{prepared.slot[path]}"
-            tests.append(f"bool_or(cdp_present({f}) AND NOT ({_FITS[columns[column]].format(f=f)}))")
-        hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {prepared.vals}").fetchone()[0]
-        return [pair for pair, hit in zip(checked, hits, strict=True) if hit]
+        costly per-value discard query runs only for them (and usually not at all). Existing columns
+        were tested when the rows were extracted; only new ones are tested here."""
+        todo = [pair for pair in checked if pair not in prepared.conflicts]
+        found = dict(prepared.conflicts)
+        if todo:
+            tests = [self._conflict_test(columns[column], prepared.slot[path]) for column, path in todo]
+            hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {prepared.vals}").fetchone()[0]
+            found.update({pair: bool(hit) for pair, hit in zip(todo, hits, strict=True)})
+        return [pair for pair in checked if found[pair]]
+
+    @staticmethod
+    def _conflict_test(kind: str, index: int) -> str:
+        f = f"f{index}"
+        return f"bool_or(cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)}))"
 
     # -- users -------------------------------------------------------------------------------------
 
