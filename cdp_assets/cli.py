@@ -170,6 +170,7 @@ def prepare_dagster_home(home: Path) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cdp_assets.event_stream.landing import landing_store
     from cdp_assets.sandbox.event_generator import generate_events
+    from cdp_assets.sandbox.world import EPOCH, HISTORY
 
     settings = get_settings()
     if settings.env != "local":
@@ -185,7 +186,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if existing:
         print(f"landing already has {existing} file(s): not generating (use --fresh to start over)", file=sys.stderr)
     else:
-        summary = generate_events(store, args.events, seed=args.seed, bad_fraction=args.bad_fraction)
+        # On the sandbox world's clock, so the web events and the SaaS stand-ins tell one story: consent
+        # compares signals by time, and an opt-in stamped today would beat every opt-out the stand-ins
+        # recorded in the world's past. (The tracks freshness check warns about it; that is expected.)
+        summary = generate_events(
+            store, args.events, seed=args.seed, bad_fraction=args.bad_fraction, start=EPOCH, span=HISTORY
+        )
         print(f"generated {summary.events} events in {len(summary.files)} files", file=sys.stderr)
 
     from dagster import DagsterInstance

@@ -1,11 +1,19 @@
 {#- Small expression helpers shared by the staging models. -#}
 
-{#- clean_string(expression): the value as text, trimmed; empty or blank becomes null. -#}
-{% macro clean_string(expression) -%}
-    nullif(trim(cast({{ expression }} as {{ dbt.type_string() }})), '')
+{#- whitespace(): the characters trimmed off identifiers. Space alone is not enough: SDKs and CRM imports
+    leave tabs and line breaks around emails, and a tab kept would split one person into two profiles.
+    `chr` exists under that name in DuckDB and Snowflake. -#}
+{% macro whitespace() -%}
+    ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
 {%- endmacro %}
 
-{#- normalize_email(expression): lower-cased and trimmed; empty or blank becomes null. -#}
+{#- clean_string(expression): the value as text, with surrounding whitespace removed; empty or blank
+    becomes null. -#}
+{% macro clean_string(expression) -%}
+    nullif(trim(cast({{ expression }} as {{ dbt.type_string() }}), {{ whitespace() }}), '')
+{%- endmacro %}
+
+{#- normalize_email(expression): lower-cased, surrounding whitespace removed; empty or blank becomes null. -#}
 {% macro normalize_email(expression) -%}
     lower({{ clean_string(expression) }})
 {%- endmacro %}
