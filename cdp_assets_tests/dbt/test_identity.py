@@ -138,7 +138,7 @@ def _email_variants() -> list[Record]:
         identify("ev-user", "ev-anon", 1, email=" Ev.Person@Acme.IO "),
         sf_lead("00Qev0000000001", "ev.person@acme.io  ", hours=2),
         stripe("cus_ev", "EV.PERSON@ACME.IO", hours=3),
-        customerio("ev.Person@acme.io", "cio_ev", "  ev.person@Acme.io", hours=4),
+        customerio("ev.Person@acme.io", "cio_ev", "\tev.person@Acme.io\r\n", hours=4),
         # a different person whose email differs only past the '@'
         identify("ev-other", None, 1, email="ev.person@acme.co"),
     ]
@@ -216,8 +216,8 @@ LATER = [
 
 
 def normalise(identifier_type: str, raw: str) -> str | None:
-    # SQL trim(): blanks only, as the staging macros clean_string / normalize_email do
-    value = raw.strip(" ")
+    # surrounding blanks, tabs and line breaks, as the staging macros clean_string / normalize_email trim
+    value = raw.strip(" \t\n\v\f\r")
     if identifier_type == "email":
         value = value.lower()
     return value or None
