@@ -29,9 +29,13 @@ from cdp_assets.defs.event_stream import GROUP, event_stream_load
 from cdp_assets.defs.resources import LandingResource
 from cdp_assets.event_stream.landing import LandingFile
 
-# The event load and every dbt model fed by it (and nothing else downstream, such as reverse ETL).
-EVENT_STREAM_SELECTION = dg.AssetSelection.groups(GROUP) | (
-    dg.AssetSelection.groups(GROUP).downstream() & dg.AssetSelection.kind("dbt")
+# The event load and every dbt model fed by it (and nothing else downstream, such as reverse ETL)...
+_EVENT_MODELS = dg.AssetSelection.groups(GROUP).downstream() & dg.AssetSelection.kind("dbt")
+# ...plus the staging views those models read, the SaaS ones included. Re-creating a view moves no data
+# (the extracts stay daily), and on a fresh warehouse, before the first extract, it is what lets identity
+# and consent build: a SaaS staging view builds empty while its raw table does not exist yet.
+EVENT_STREAM_SELECTION = (
+    dg.AssetSelection.groups(GROUP) | _EVENT_MODELS | (_EVENT_MODELS.upstream() & dg.AssetSelection.groups("staging"))
 )
 LOAD_OP = event_stream_load.op.name
 

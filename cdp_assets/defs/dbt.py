@@ -43,7 +43,14 @@ def dbt_environment(duckdb_path: Path) -> Iterator[None]:
     # The manifest preparer builds its own DbtCliResource, which finds `dbt` on PATH only (P6): put the
     # dbt this project uses first, so a parse at import works when the venv is not on PATH.
     dbt = Path(dbt_executable())
-    changes = {"CDP_DUCKDB_PATH": str(duckdb_path)}
+    changes = {
+        "CDP_DUCKDB_PATH": str(duckdb_path),
+        # A job that builds part of the graph runs a test only when every model it reads is built in
+        # the same run: the 30-minute job builds the SaaS staging views identity reads, and a
+        # relationships test between one of them and a view it does not build would fail on a fresh
+        # warehouse (dbt's default, eager, runs a test when any of its models is selected).
+        "DBT_INDIRECT_SELECTION": os.environ.get("DBT_INDIRECT_SELECTION", "cautious"),
+    }
     if dbt.is_absolute():
         changes["PATH"] = os.pathsep.join([str(dbt.parent), os.environ.get("PATH", "")])
     previous = {name: os.environ.get(name) for name in changes}

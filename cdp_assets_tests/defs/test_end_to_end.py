@@ -50,3 +50,28 @@ def test_main_job_loads_events_then_builds_the_staging_models(
     assert all(s["status"] in ("success", "no_change") and s["sent"] == s["accepted"] for s in syncs.values()), syncs
     assert syncs["customerio_people"]["sent"] > 0 and syncs["salesforce_leads"]["sent"] > 0, syncs
     assert report["models"]["sync.sync_customerio_people"] > 0
+
+
+def test_the_event_cycle_builds_identity_and_consent_on_a_fresh_warehouse_before_any_extract(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing: LocalLandingStore, warehouse_path: Path
+) -> None:
+    """The sensor's first run comes before the first daily extract: the SaaS staging views build empty."""
+    write_dump(
+        landing,
+        [
+            recent_event("page", anonymousId="anon-9", name="Pricing"),
+            recent_event("identify", anonymousId="anon-9", userId="u9", traits={"email": "\tnine@acme.io "}),
+        ],
+    )
+    result = defs.resolve_job_def("event_stream_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    with duckdb.connect(str(warehouse_path), read_only=True) as conn:
+        graph = conn.execute(
+            "SELECT identifier_type, identifier, profile_id FROM identity.identity_graph ORDER BY 1"
+        ).fetchall()
+        assert conn.execute("SELECT count(*) FROM staging.stg_salesforce__leads").fetchone()[0] == 0
+        assert not conn.execute(
+            "SELECT * FROM duckdb_tables() WHERE starts_with(schema_name, 'raw_')"
+        ).fetchall()  # no extract ran
+    assert [(t, i) for t, i, _ in graph] == [("anonymous_id", "anon-9"), ("email", "nine@acme.io"), ("user_id", "u9")]
+    assert len({p for _, _, p in graph}) == 1
