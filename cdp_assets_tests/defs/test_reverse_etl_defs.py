@@ -157,3 +157,25 @@ def test_the_large_change_guard_fails_the_step_until_approved(
     approved = _run(defs, instance, approve_large_change=True)
     assert approved.success
     assert len(customerio.app.requests()) > first
+
+
+def test_daily_syncs_are_requested_once_per_successful_daily_build(instance: dg.DagsterInstance) -> None:
+    from cdp_assets.defs.reverse_etl import reverse_etl_after_daily_build
+
+    @dg.op
+    def build() -> None:
+        return None
+
+    # A stand-in for a finished saas_daily_job run: the sensor reads only the run and its success event.
+    finished = (
+        dg.GraphDefinition(name="saas_daily_job", node_defs=[build]).to_job().execute_in_process(instance=instance)
+    )
+    context = dg.build_run_status_sensor_context(
+        sensor_name="reverse_etl_after_daily_build",
+        dagster_event=finished.get_run_success_event(),
+        dagster_instance=instance,
+        dagster_run=finished.dagster_run,
+    )
+    request = reverse_etl_after_daily_build(context)
+    assert request.run_key == f"after-{finished.run_id}"  # a re-evaluated tick cannot start a second run
+    assert reverse_etl_after_daily_build.job_name == "reverse_etl_daily_job"
