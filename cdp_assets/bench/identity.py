@@ -16,29 +16,19 @@ partitions: which identifiers share a component, not the label values).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import yaml
 
+from cdp_assets.dbt_cli import run_dbt
 from cdp_assets.identity.bench_graph import BenchGraph, generate
 from cdp_assets.identity.union_find import components, same_partition
-from cdp_assets.settings import DBT_PROJECT_DIR
 
 EDGES_TABLE = "bench.identity_edges"
 Identifier = tuple[str, str]
-
-
-def _dbt_executable() -> str:
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def _write_edges(warehouse: Path, graph: BenchGraph, folder: Path) -> None:
@@ -61,27 +51,10 @@ def _write_edges(warehouse: Path, graph: BenchGraph, folder: Path) -> None:
 
 def _run_identity_model(warehouse: Path, folder: Path) -> dict[str, Any]:
     """`dbt run --select identity_graph` on the bench edges; rounds and seconds from run_results.json."""
-    env = {**os.environ, "CDP_DUCKDB_PATH": str(warehouse)}
-    command = [
-        _dbt_executable(),
-        "run",
-        "--select",
-        "identity_graph",
-        "--vars",
-        yaml.safe_dump({"identity_edges_relation": EDGES_TABLE}, default_flow_style=True),
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target",
-        "dev",
-        "--target-path",
-        str(folder / "dbt_target"),
-        "--log-path",
-        str(folder / "dbt_logs"),
-    ]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, check=False)
+    result = run_dbt(
+        ["run", "--select", "identity_graph"], warehouse, folder, variables={"identity_edges_relation": EDGES_TABLE}
+    )
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"dbt run of identity_graph failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")

@@ -14,8 +14,6 @@ deployment builds it at image build time and never pays for it at load.
 
 import contextlib
 import os
-import shutil
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from cdp_assets import settings as cdp_settings
+from cdp_assets.dbt_cli import dbt_executable
 from cdp_assets.defs.resources import WAREHOUSE_POOL, WarehouseResource
 
 # Files whose change makes the manifest stale (parsing is what turns them into the manifest).
@@ -63,13 +62,6 @@ def dbt_environment(duckdb_path: Path) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def dbt_executable() -> str:
-    """The dbt beside this interpreter when there is one, so `.venv/bin/python` works without the venv
-    on PATH (P6: DbtCliResource looks the executable up when the definitions load)."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
 
 
 def manifest_is_stale(project: DbtProject) -> bool:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,13 +20,12 @@ from typing import Any
 
 import duckdb
 import pytest
-import yaml
 
+from cdp_assets.dbt_cli import run_dbt
 from cdp_assets.event_stream.landing import LocalLandingStore, dump_key
 from cdp_assets.event_stream.loader import load_events
 from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 SOURCE_ID = "2Gconsent00000000000000001"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CHANNELS = ("email", "sms", "push", "ads")
@@ -218,34 +215,9 @@ def _load_events(path: Path, landing_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------- dbt
 
 
-def _dbt_executable() -> str:
-    beside_python = Path(sys.executable).parent / "dbt"
-    found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
-    assert found, "dbt executable not found next to the interpreter or on PATH"
-    return found
-
-
 def dbt(tmp: Path, warehouse: Path, *args: str, variables: dict[str, Any] | None = None) -> subprocess.CompletedProcess:
     """Run one dbt command on `warehouse` with artifacts and logs under `tmp`."""
-    env = os.environ.copy()
-    env["CDP_DUCKDB_PATH"] = str(warehouse)
-    command = [
-        _dbt_executable(),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target",
-        "dev",
-        "--target-path",
-        str(tmp / "dbt_target"),
-        "--log-path",
-        str(tmp / "dbt_logs"),
-    ]
-    if variables:
-        command += ["--vars", yaml.safe_dump(variables, default_flow_style=True)]
-    return subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run_dbt(args, warehouse, tmp, variables, timeout=300)
 
 
 def _rows(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:

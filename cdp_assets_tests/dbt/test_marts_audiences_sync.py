@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
+from cdp_assets.dbt_cli import run_dbt
 from cdp_assets.event_stream.landing import LocalLandingStore, dump_key
 from cdp_assets.event_stream.loader import load_events
 from cdp_assets.sandbox.customerio import CustomerIOSandbox
@@ -158,33 +157,8 @@ def _load_events(warehouse: Path, landing_dir: Path, world: World) -> None:
     assert summary.balanced and summary.discarded == 0, summary
 
 
-def _dbt_executable() -> str:
-    beside_python = Path(sys.executable).parent / "dbt"
-    found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
-    assert found, "dbt executable not found next to the interpreter or on PATH"
-    return found
-
-
 def dbt(tmp: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
-    env = os.environ.copy()
-    env["CDP_DUCKDB_PATH"] = str(warehouse)
-    command = [
-        _dbt_executable(),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target",
-        "dev",
-        "--target-path",
-        str(tmp / "dbt_target"),
-        "--log-path",
-        str(tmp / "dbt_logs"),
-        "--vars",
-        yaml.safe_dump({"audience_as_of": AS_OF.isoformat()}, default_flow_style=True),
-    ]
-    return subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run_dbt(args, warehouse, tmp, {"audience_as_of": AS_OF.isoformat()}, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,8 @@ raw schema, with artifacts and logs under tmp_path.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +22,7 @@ import duckdb
 import pytest
 import yaml
 
+from cdp_assets.dbt_cli import run_dbt
 from cdp_assets.sandbox.customerio import CustomerIOSandbox
 from cdp_assets.sandbox.facebook import FacebookSandbox
 from cdp_assets.sandbox.google_ads import GoogleAdsSandbox, GoogleAdsSandboxServer
@@ -89,37 +87,11 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _dbt_executable() -> str:
-    beside_python = Path(sys.executable).parent / "dbt"
-    found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
-    assert found, "dbt executable not found next to the interpreter or on PATH"
-    return found
-
-
 def _dbt_build(tmp_path: Path, warehouse: Path) -> dict[str, str]:
     """`dbt build` of the SaaS staging folders; returns {unique_id: status} from run_results.json."""
-    env = os.environ.copy()
-    env["CDP_DUCKDB_PATH"] = str(warehouse)
-    target_path = tmp_path / "dbt_target"
-    command = [
-        _dbt_executable(),
-        "build",
-        "--select",
-        *SELECT,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target",
-        "dev",
-        "--target-path",
-        str(target_path),
-        "--log-path",
-        str(tmp_path / "dbt_logs"),
-    ]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = run_dbt(["build", "--select", *SELECT], warehouse, tmp_path, timeout=300)
     assert result.returncode == 0, f"dbt build failed:\n{result.stdout}\n{result.stderr}"
-    run_results = json.loads((target_path / "run_results.json").read_text())
+    run_results = json.loads((tmp_path / "dbt_target" / "run_results.json").read_text())
     return {entry["unique_id"]: entry["status"] for entry in run_results["results"]}
 
 

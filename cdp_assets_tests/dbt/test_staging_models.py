@@ -7,16 +7,13 @@ subprocess (artifacts and logs under tmp_path, never in the repo) and reads the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+from cdp_assets.dbt_cli import run_dbt
+
 STAGING_MODELS = {"stg_tracks", "stg_pages", "stg_identifies", "stg_users"}
 
 # Columns the loader guarantees (rudderstack-formats.md §4.2); everything else comes from the data.
@@ -61,13 +58,6 @@ def _varchar(*names: str) -> dict[str, str]:
     return dict.fromkeys(names, "VARCHAR")
 
 
-def _dbt_executable() -> str:
-    beside_python = Path(sys.executable).parent / "dbt"
-    found = str(beside_python) if beside_python.exists() else shutil.which("dbt")
-    assert found, "dbt executable not found next to the interpreter or on PATH"
-    return found
-
-
 def _event(message_id: str, minutes: int = 0, **columns: object) -> dict[str, object]:
     """A row with the standard columns filled the way the gateway fills them."""
     at = T0 + timedelta(minutes=minutes)
@@ -106,29 +96,10 @@ def _insert(path: Path, table: str, rows: list[dict[str, object]]) -> None:
 
 def _dbt_build(tmp_path: Path, warehouse: Path) -> dict[str, str]:
     """Run `dbt build` once; return {unique_id: status} from run_results.json."""
-    env = os.environ.copy()
-    env["CDP_DUCKDB_PATH"] = str(warehouse)
-    target_path = tmp_path / "dbt_target"
-    command = [
-        _dbt_executable(),
-        "build",
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target",
-        "dev",
-        "--target-path",
-        str(target_path),
-        "--log-path",
-        str(tmp_path / "dbt_logs"),
-        # The event-stream staging models and their tests; the SaaS ones are tested on their own data.
-        "--select",
-        *sorted(STAGING_MODELS),
-    ]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    # The event-stream staging models and their tests; the SaaS ones are tested on their own data.
+    result = run_dbt(["build", "--select", *sorted(STAGING_MODELS)], warehouse, tmp_path, timeout=300)
     assert result.returncode == 0, f"dbt build failed:\n{result.stdout}\n{result.stderr}"
-    run_results = json.loads((target_path / "run_results.json").read_text())
+    run_results = json.loads((tmp_path / "dbt_target" / "run_results.json").read_text())
     return {entry["unique_id"]: entry["status"] for entry in run_results["results"]}
 
 
