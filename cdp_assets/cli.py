@@ -201,7 +201,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     job = build_definitions().resolve_job_def("cdp_main_job")
     with DagsterInstance.get() as instance:
         # INFO, not DEBUG: the step logs matter here, the engine's event stream does not.
-        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        run_config = {
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            # The stand-ins (extracts and syncs) serve the same world as the generated events.
+            "resources": {"saas": {"config": {"seed": args.seed}}},
+        }
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     report = demo_report(settings, result.success, result.run_id)
     print(report["text"], file=sys.stderr)
