@@ -64,3 +64,21 @@
 {% macro dlt_child_table(parent, child) -%}
     {{ return(parent.incorporate(path={'identifier': parent.identifier ~ '__' ~ child})) }}
 {%- endmacro %}
+
+{#-
+    subscription_status_rank(status): which Stripe subscription speaks for a customer when there are
+    several, lowest first: one that bills (active, then past_due) before a trial, before one that no
+    longer bills. Profiles and accounts pick their subscription with the same order.
+-#}
+{% macro subscription_status_rank(status) -%}
+    case {{ status }}
+        when 'active' then 1
+        when 'past_due' then 2
+        when 'trialing' then 3
+        when 'unpaid' then 4
+        when 'paused' then 5
+        when 'incomplete' then 6
+        when 'canceled' then 7
+        else 8
+    end
+{%- endmacro %}

@@ -59,3 +59,18 @@
         ({%- for value in values -%}'{{ value }}'{{ ", " if not loop.last }}{%- endfor -%})
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    signal_identifiers(given): the identifier columns every consent signal carries, in the order
+    consent_events unions them; `given` maps a column to its expression in this source, and every
+    identifier the source does not have is a typed null.
+-#}
+{% macro signal_identifiers(given) -%}
+{%- set names = [
+    'user_id', 'anonymous_id', 'email', 'customerio_id', 'salesforce_lead_id',
+    'salesforce_merged_into_lead_id', 'salesforce_contact_id', 'salesforce_merged_into_contact_id',
+] -%}
+{%- for name in names %}
+    {{ given.get(name, 'cast(null as ' ~ dbt.type_string() ~ ')') }} as {{ name }}{{ ',' if not loop.last }}
+{%- endfor %}
+{%- endmacro %}

@@ -49,14 +49,7 @@ track__{{ table }} as (
         {{ 'true' if spec.get('explicit', false) else 'false' }} as is_explicit,
         {{ as_timestamptz('tracks.occurred_at') }} as occurred_at,
         tracks.event_name || coalesce(': ' || coalesce(properties.reason, properties.source), '') as reason,
-        tracks.user_id,
-        tracks.anonymous_id,
-        tracks.email,
-        cast(null as {{ dbt.type_string() }}) as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'user_id': 'tracks.user_id', 'anonymous_id': 'tracks.anonymous_id', 'email': 'tracks.email'}) }}
     from {{ ref('stg_tracks') }} as tracks
     left join (
         select
@@ -150,14 +143,7 @@ traits as (
         end as is_explicit,
         occurred_at,
         'identify trait ' || trait || ' = ' || case when value then 'true' else 'false' end as reason,
-        user_id,
-        anonymous_id,
-        email,
-        cast(null as {{ dbt.type_string() }}) as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'user_id': 'user_id', 'anonymous_id': 'anonymous_id', 'email': 'email'}) }}
     from trait_changes
     where previous_value is null or previous_value <> value
 
@@ -181,14 +167,7 @@ customerio_unsubscribes as (
         end as is_explicit,
         {{ as_timestamptz('changed_at') }} as occurred_at,
         case when is_unsubscribed then 'unsubscribed in Customer.io' else 're-subscribed in Customer.io' end as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        email,
-        cio_id as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'email': 'email', 'customerio_id': 'cio_id'}) }}
     from {{ ref('stg_customerio__unsubscribes') }}
     where is_unsubscribed is not null
 
@@ -206,14 +185,7 @@ customerio_unsubscribed_now as (
         true as is_explicit,
         {{ as_timestamptz('unsubscribed_at') }} as occurred_at,
         'unsubscribed in Customer.io' as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        email,
-        cio_id as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'email': 'email', 'customerio_id': 'cio_id'}) }}
     from {{ ref('stg_customerio__customers') }}
     where is_unsubscribed
 
@@ -232,14 +204,7 @@ customerio_suppressions as (
         suppression_type = 'spam_reports' as is_explicit,
         {{ as_timestamptz('suppressed_at') }} as occurred_at,
         suppression_type || coalesce(': ' || reason, '') as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        email,
-        cast(null as {{ dbt.type_string() }}) as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'email': 'email'}) }}
     from {{ ref('stg_customerio__suppressions') }}
     where email is not null
 
@@ -258,14 +223,7 @@ customerio_sms_optouts as (
         true as is_explicit,
         {{ as_timestamptz('null') }} as occurred_at,
         'STOP reply' || coalesce(' to ' || sender, '') as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        cast(null as {{ dbt.type_string() }}) as email,
-        cio_id as customerio_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'customerio_id': 'cio_id'}) }}
     from {{ ref('stg_customerio__optouts') }}
     where cio_id is not null
 
@@ -373,14 +331,13 @@ salesforce_flags as (
         false as is_explicit,
         modified_at as occurred_at,
         field_name || ' on ' || record_type || ' ' || record_id as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        email,
-        cast(null as {{ dbt.type_string() }}) as customerio_id,
-        case when record_type = 'lead' then record_id end as salesforce_lead_id,
-        case when record_type = 'lead' then merged_into_id end as salesforce_merged_into_lead_id,
-        case when record_type = 'contact' then record_id end as salesforce_contact_id,
-        case when record_type = 'contact' then merged_into_id end as salesforce_merged_into_contact_id
+        {{ signal_identifiers({
+            'email': 'email',
+            'salesforce_lead_id': "case when record_type = 'lead' then record_id end",
+            'salesforce_merged_into_lead_id': "case when record_type = 'lead' then merged_into_id end",
+            'salesforce_contact_id': "case when record_type = 'contact' then record_id end",
+            'salesforce_merged_into_contact_id': "case when record_type = 'contact' then merged_into_id end",
+        }) }}
     from salesforce_flags_now
 
     {%- for column, field, channel in flag_channels %}
@@ -396,14 +353,7 @@ salesforce_flags as (
         false as is_explicit,
         changed_at as occurred_at,
         field_name || case when is_set then ' set' else ' cleared' end || ' on lead ' || lead_id as reason,
-        cast(null as {{ dbt.type_string() }}) as user_id,
-        cast(null as {{ dbt.type_string() }}) as anonymous_id,
-        email,
-        cast(null as {{ dbt.type_string() }}) as customerio_id,
-        lead_id as salesforce_lead_id,
-        merged_into_id as salesforce_merged_into_lead_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_contact_id,
-        cast(null as {{ dbt.type_string() }}) as salesforce_merged_into_contact_id
+        {{ signal_identifiers({'email': 'email', 'salesforce_lead_id': 'lead_id', 'salesforce_merged_into_lead_id': 'merged_into_id'}) }}
     from salesforce_flag_history
     where field_name = '{{ field }}'
     {%- endfor %}

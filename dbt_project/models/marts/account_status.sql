@@ -75,16 +75,7 @@ people_billing as (
     select
         account_people.account_id,
         billing.*,
-        case billing.subscription_status
-            when 'active' then 1
-            when 'past_due' then 2
-            when 'trialing' then 3
-            when 'unpaid' then 4
-            when 'paused' then 5
-            when 'incomplete' then 6
-            when 'canceled' then 7
-            else 8
-        end as status_rank
+        {{ subscription_status_rank('billing.subscription_status') }} as status_rank
     from account_people
     inner join {{ ref('profile_billing') }} as billing
         on billing.profile_id = account_people.profile_id

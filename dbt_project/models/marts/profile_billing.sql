@@ -55,16 +55,7 @@ subscriptions as (
         subscriptions.created_at,
         subscriptions.status in ('active', 'past_due') as is_billing,
         cast(coalesce(item_mrr.monthly_amount, 0) as decimal(18, 2)) as monthly_amount,
-        case subscriptions.status
-            when 'active' then 1
-            when 'past_due' then 2
-            when 'trialing' then 3
-            when 'unpaid' then 4
-            when 'paused' then 5
-            when 'incomplete' then 6
-            when 'canceled' then 7
-            else 8
-        end as status_rank
+        {{ subscription_status_rank('subscriptions.status') }} as status_rank
     from {{ ref('stg_stripe__subscriptions') }} as subscriptions
     inner join customers
         on customers.customer_id = subscriptions.customer_id
