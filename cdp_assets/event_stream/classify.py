@@ -59,8 +59,14 @@ def classify(
     conn: duckdb.DuckDBPyConnection,
     transformations: list[Transformation],
     destination: Destination,
-) -> None:
-    """Build `_cls` from `_raw` and `_chunk_files` (see staging)."""
+    key_pointers: list[str],
+) -> str | None:
+    """Build `_cls` from `_raw` and `_chunk_files` (see staging), and the loaded lines' sources.
+
+    `key_pointers` are the payload objects known so far: each line's `keys_hash` hashes the keys it
+    holds at them, in the same scan as the envelope, so shape discovery starts without reading the text
+    again. Returns the event type whose lines are read from `_raw` directly (see `_split_loaded`).
+    """
     # Everything classification reads comes out of one parse of each line: the envelope, then the values
     # each transformation reads (its v[1..] are positions in the same list).
     pointers = [json_pointer(*path) for path in ENVELOPE]
@@ -76,6 +82,7 @@ def classify(
         "envelope": pointers,
         "max_bytes": spec.MAX_EVENT_BYTES,
         "integrations_ptr": json_pointer("integrations"),
+        "keys": key_pointers,
     }
     for t in transformations:
         conn.execute(f"CREATE OR REPLACE TEMP MACRO {_macro_name(t)}(v, p) AS ({t.predicate})")
@@ -104,6 +111,7 @@ def classify(
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
                is_object, b,
+               CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
                CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
                -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null (the
@@ -191,7 +199,7 @@ def classify(
                 coalesce(p_original, p_received, date_trunc('millisecond', uploaded_at)) AS original_timestamp
             FROM s
         )
-        SELECT t.seq, t.file_idx, t.file_key, t.line_no, t.status,
+        SELECT t.seq, t.file_idx, t.file_key, t.line_no, t.status, t.keys_hash,
             CASE WHEN status = 'discarded' THEN discard_reason
                  WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
             t.message_id,
@@ -223,17 +231,42 @@ def classify(
         """,
         {**rule_params, "max_bytes": spec.MAX_EVENT_BYTES, "routing": routing_pointers()},
     )
-    # Loaded events with their text, so each table's extraction is one filtered scan (a join with `_raw`
-    # per table probed every line); and the text of discarded lines for the load-errors table.
-    conn.execute(
-        """CREATE OR REPLACE TEMP TABLE _loaded AS
-           SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'loaded'"""
-    )
     conn.execute(
         """CREATE OR REPLACE TEMP TABLE _bad_lines AS
            SELECT c.seq, r.raw, r.extra FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'discarded'"""
     )
-    conn.execute("DROP TABLE _raw")
+    return _split_loaded(conn)
+
+
+def _split_loaded(conn: duckdb.DuckDBPyConnection) -> str | None:
+    """Give each table's extraction its loaded lines as `_loaded_all` (seq, standard columns, raw).
+
+    A copy of the loaded lines (`_loaded`) makes each table's extraction one filtered scan of just
+    those lines; a join with `_raw` instead probes every staged line. The copy costs about what one
+    probe does, so the lines of an event type that holds most of the batch (pages, in a web stream) are
+    not copied: its one extraction joins `_raw` (view `_loaded_direct`). `track` never qualifies: its
+    lines feed `tracks` and every event table, one probe each.
+    """
+    loaded = dict(conn.execute("SELECT event_type, count(*) FROM _cls WHERE status = 'loaded' GROUP BY 1").fetchall())
+    total = sum(loaded.values())
+    direct = next((t for t, n in loaded.items() if t in spec.EVENT_TYPES and t != "track" and 2 * n > total), None)
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _loaded AS
+           SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq
+           WHERE c.status = 'loaded' AND c.event_type IS DISTINCT FROM $direct""",
+        {"direct": direct},
+    )
+    # Views cannot take parameters: the type is one of the fixed event types, written as a literal.
+    literal = "NULL" if direct is None else "'" + direct.replace("'", "''") + "'"
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP VIEW _loaded_direct AS
+            SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq
+            WHERE c.status = 'loaded' AND c.event_type = {literal}"""
+    )
+    conn.execute(
+        "CREATE OR REPLACE TEMP VIEW _loaded_all AS SELECT * FROM _loaded UNION ALL SELECT * FROM _loaded_direct"
+    )
+    return direct
 
 
 def _map_event_tables(conn: duckdb.DuckDBPyConnection) -> None:

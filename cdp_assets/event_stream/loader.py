@@ -26,7 +26,7 @@ from cdp_assets.event_stream.landing import LandingFile, LandingStore
 from cdp_assets.event_stream.naming import quote
 from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage
 from cdp_assets.event_stream.transformations import Transformation
-from cdp_assets.event_stream.writer import KnownPaths, TableWrite, TableWriter, install_macros
+from cdp_assets.event_stream.writer import KnownPaths, TableWrite, TableWriter, install_macros, key_pointers
 from cdp_assets.warehouse import Warehouse, WarehouseError, transaction
 
 Progress = Callable[[str, dict], None]
@@ -144,12 +144,17 @@ def _load_chunk(
         create_stage(conn, staged)
         uuid_ts = datetime.now(UTC)
         with transaction(conn):
-            classify(conn, list(options.transformations), options.destination)
-            writes = _write_tables(conn, options, uuid_ts, known)
+            hashed = key_pointers(known)
+            direct = classify(conn, list(options.transformations), options.destination, hashed)
+            writer = TableWriter(conn, options.schema, uuid_ts, direct_type=direct)
+            writer.hashed_pointers = hashed
+            writes = _write_tables(writer, known)
             per_file = counts_by_file(conn)
             _record_chunk(conn, staged, per_file, summary.load_id, uuid_ts)
             ledger.save_paths(conn, known)
         _accumulate(conn, summary, staged, per_file, writes)
+        for view in ("_loaded_all", "_loaded_direct"):
+            conn.execute(f"DROP VIEW IF EXISTS {view}")
         for table in ("_raw", "_parsed", "_cls", "_loaded", "_bad_lines", "_offsets", "_chunk_files", "_event_tables"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -189,10 +194,7 @@ def _jobs(shapes: dict) -> list[tuple[str, str, Shape, str, dict]]:
     return jobs
 
 
-def _write_tables(
-    conn: duckdb.DuckDBPyConnection, options: LoadOptions, uuid_ts: datetime, known: KnownPaths
-) -> list[TableWrite]:
-    writer = TableWriter(conn, options.schema, uuid_ts)
+def _write_tables(writer: TableWriter, known: KnownPaths) -> list[TableWrite]:
     for attempt in range(MAX_SHAPE_ATTEMPTS):
         # After a miss, discovery reads every distinct payload structure: the next attempt succeeds.
         jobs = _jobs(writer.discover(known, thorough=attempt > 0))

@@ -104,6 +104,11 @@ MAX_DISCOVERY_ROUNDS = 8
 KEY_GROUPING_ROUNDS = 3
 
 
+def key_pointers(known: KnownPaths) -> list[str]:
+    """The JSON pointers whose keys group events in shape discovery, in a fixed order."""
+    return [json_pointer(*p) for p in sorted(known.objects)]
+
+
 def install_macros(conn: duckdb.DuckDBPyConnection) -> None:
     for macro in MACROS:
         conn.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
@@ -233,12 +238,18 @@ class Prepared:
 
 
 class TableWriter:
-    """Writes the loaded events (`_loaded`, with their standard columns in `_cls`) into one schema."""
+    """Writes the loaded events (`_loaded_all`, with their standard columns in `_cls`) into one schema.
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, schema: str, uuid_ts: datetime):
+    `direct_type`: the event type whose lines `_loaded_direct` holds (see classify's `_split_loaded`).
+    """
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, schema: str, uuid_ts: datetime, direct_type: str | None = None):
         self.conn = conn
         self.schema = schema
         self.uuid_ts = uuid_ts
+        self.direct_type = direct_type
+        # The pointers classification hashed each line's keys at (its `keys_hash`), if it did.
+        self.hashed_pointers: list[str] | None = None
         self.existing = self._existing_columns()
         self._vals_count = 0
 
@@ -293,16 +304,20 @@ class TableWriter:
         read: set[int] = set()
         payload = [json_pointer(obj) for obj in ("context", "properties", "traits")]
         for round_ in range(MAX_DISCOVERY_ROUNDS):
-            pointers = [json_pointer(*p) for p in sorted(known.objects)]
+            pointers = key_pointers(known)
             if thorough or round_ >= KEY_GROUPING_ROUNDS:
-                grouping = "list_transform(json_extract(raw, $payload), lambda x: json_structure(x))"
+                grouping = "hash(list_transform(json_extract(raw, $payload), lambda x: json_structure(x)))"
                 params = {"payload": payload}
+            elif round_ == 0 and pointers == self.hashed_pointers:
+                # Classification hashed every line's keys at the objects known when the chunk began.
+                grouping, params = "keys_hash", {}
             else:
-                grouping = "json_keys(raw, $pointers)"
+                grouping = "hash(json_keys(raw, $pointers))"
                 params = {"pointers": pointers}
+            source = "_cls WHERE status = 'loaded'" if grouping == "keys_hash" else "_loaded_all"
             groups = self.conn.execute(
-                f"""SELECT event_type, event_table, min(seq) AS first_seq FROM _loaded
-                    GROUP BY event_type, event_table, hash({grouping})""",
+                f"""SELECT event_type, event_table, min(seq) AS first_seq FROM {source}
+                    GROUP BY event_type, event_table, {grouping}""",
                 params,
             ).fetchall()
             todo = {seq: (etype, etable) for etype, etable, seq in groups if seq not in read}
@@ -310,7 +325,7 @@ class TableWriter:
                 break
             before = len(known.objects)
             for seq, raw in self.conn.execute(
-                "SELECT seq, raw FROM _loaded WHERE seq IN (SELECT unnest($seqs))", {"seqs": list(todo)}
+                "SELECT rowid, raw FROM _raw WHERE rowid IN (SELECT unnest($seqs))", {"seqs": list(todo)}
             ).fetchall():
                 read.add(seq)
                 key = todo[seq]
@@ -335,7 +350,7 @@ class TableWriter:
         where: str,
         params: dict,
     ) -> Prepared:
-        """Extract the loaded rows selected by `where` (over `_loaded l`) for `table`: one parse each."""
+        """Extract the loaded rows selected by `where` (over `_loaded_all l`) for `table`: one parse each."""
         standard = spec.standard_columns(event_type)
         self.ensure_table(table, standard)
         columns = self.existing[table]
@@ -356,7 +371,8 @@ class TableWriter:
         vals = f"_vals_{self._vals_count}"
         std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
         bound = {**params, "uuid_ts": self.uuid_ts}
-        source = f"_loaded l WHERE {where}"
+        lines = "_loaded_direct" if event_type == self.direct_type else "_loaded"
+        source = f"{lines} l WHERE {where}"
         if structure:
             # The parsed struct is stored once; the view below reaches into it per column, cheaply.
             bound["spec"] = json.dumps(structure)

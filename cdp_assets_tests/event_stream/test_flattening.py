@@ -247,3 +247,51 @@ def test_shapes_that_vary_deeper_and_deeper_do_not_block_the_load(landing, wareh
         assert row(warehouse_path, "order_completed", f"s-{i:02d}")[column] == i
         column = "_".join(["chain", *["y"] * i, f"x{i}"])
         assert row(warehouse_path, "chain", f"c-{i:02d}")[column] == i
+
+
+def _pages_batch() -> list[dict]:
+    """Pages whose shapes change along the batch: a new key late, a scalar that becomes an object, a
+    value of the wrong kind for a column the batch types, a duplicate."""
+    pages = [event("page", messageId=f"p-{i}", properties={"path": f"/{i}", "size": i}) for i in range(6)]
+    pages.append(event("page", messageId="p-late-key", properties={"path": "/late", "late": "yes"}))
+    pages.append(event("page", messageId="p-object", properties={"path": {"base": "/docs", "depth": 2}}))
+    pages.append(event("page", messageId="p-conflict", properties={"size": "large"}))
+    pages.append(event("page", messageId="p-0", properties={"path": "/again"}))
+    return pages
+
+
+def test_a_batch_mostly_of_pages_loads_like_a_mixed_batch(tmp_path):
+    """When one type holds most of a batch its lines are read in place rather than copied (a cheaper
+    path); the rows, columns and discards must be what the copied path gives for the same pages."""
+    from cdp_assets.event_stream.landing import LocalLandingStore
+
+    # A first load makes `size` an int column, so the batch's "large" is a conflict.
+    first = [event("page", messageId="p-first", properties={"size": 1})]
+    mostly = LocalLandingStore(tmp_path / "mostly")
+    mixed = LocalLandingStore(tmp_path / "mixed")
+    for store, path in ((mostly, "mostly.duckdb"), (mixed, "mixed.duckdb")):
+        write_dump(store, first)
+        load(store, tmp_path / path)
+    write_dump(mostly, [*_pages_batch(), event(messageId="t-1")])
+    tracks = [event(messageId=f"t-{i}", properties={"n": i}) for i in range(30)]
+    write_dump(mixed, [*tracks[:15], *_pages_batch(), *tracks[15:]])
+    assert load(mostly, tmp_path / "mostly.duckdb").duplicates == 1
+    assert load(mixed, tmp_path / "mixed.duckdb").duplicates == 1
+
+    def pages(path):
+        cols = [c for c in columns(path, "pages") if c not in ("uuid_ts",)]
+        return cols, query(path, f"SELECT {', '.join(cols)} FROM {ES}.pages ORDER BY id")
+
+    got_cols, got = pages(tmp_path / "mostly.duckdb")
+    assert pages(tmp_path / "mixed.duckdb") == (got_cols, got)
+    assert {"path", "path_base", "path_depth", "late", "size"} <= set(got_cols)
+    assert len(got) == 10  # p-first and the batch but its second p-0, a duplicate
+    by_id = {r[got_cols.index("id")]: dict(zip(got_cols, r, strict=True)) for r in got}
+    assert by_id["p-object"]["path_base"] == "/docs" and by_id["p-object"]["path_depth"] == 2
+    assert by_id["p-late-key"]["late"] == "yes"
+    assert by_id["p-conflict"]["size"] is None
+    page_discards = [d for d in discards(tmp_path / "mostly.duckdb") if d["table_name"] == "pages"]
+    assert page_discards == [d for d in discards(tmp_path / "mixed.duckdb") if d["table_name"] == "pages"]
+    assert [(d["row_id"], d["column_name"], d["column_value"]) for d in page_discards] == [
+        ("p-conflict", "size", "large")
+    ]
