@@ -123,6 +123,11 @@ def test_bench_ingest_runs_on_small_data() -> None:
         assert report[key] > 0, key
     assert report["ratio_load_to_naive"] == pytest.approx(report["load_seconds"] / report["naive_seconds"], rel=0.1)
     assert "naive load" in result.stderr and "event load" in result.stderr
+    # Where the event load's time went: every phase measured, together at most the whole child run.
+    phases = report["load_phase_seconds"]
+    assert set(phases) == {"stage", "classify", "write", "record", "commit"}
+    assert all(s >= 0 for s in phases.values()) and sum(phases.values()) <= report["load_seconds"]
+    assert "event load by phase: stage" in result.stderr
 
 
 def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None:

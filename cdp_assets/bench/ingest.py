@@ -86,6 +86,7 @@ def run(events: int, seed: int = 7, workdir: Path | None = None) -> dict:
         "filtered": ours.output["filtered"],
         "discarded": ours.output["discarded"],
         "tables": len(ours.output["tables"]),
+        "load_phase_seconds": ours.output.get("phase_seconds", {}),
         "generated_lines": generated.events,
     }
     return result
@@ -103,6 +104,8 @@ def format_report(result: dict) -> str:
             f"peak {r['naive_peak_mb']:,} MB",
             f"  ratio event load / naive: {r['ratio_load_to_naive']}x  "
             f"(loaded {r['loaded']:,}, discarded {r['discarded']:,}, {r['tables']} tables)",
+            "  event load by phase: "
+            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in r.get("load_phase_seconds", {}).items()),
         ]
     )
 

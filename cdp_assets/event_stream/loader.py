@@ -55,6 +55,15 @@ class LoadSummary:
     discard_reasons: dict[str, int] = field(default_factory=dict)
     filter_rules: dict[str, int] = field(default_factory=dict)
     corrupt_files: list[dict] = field(default_factory=list)
+    # Where the time went, summed over the chunks: reading lines (stage), deciding each line's fate
+    # (classify), flattening, typing and inserting (write), the ledger rows (record), and commit.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, phase: str, started: float) -> float:
+        """Add the time since `started` to `phase`; return now, for the next phase to start from."""
+        now = time.perf_counter()
+        self.phase_seconds[phase] = round(self.phase_seconds.get(phase, 0.0) + now - started, 3)
+        return now
 
     @property
     def balanced(self) -> bool:
@@ -141,17 +150,23 @@ def _load_chunk(
             StagedFile(idx=i, file=file, path=stack.enter_context(landing.local_copy(file)))
             for i, file in enumerate(chunk)
         ]
+        clock = time.perf_counter()
         create_stage(conn, staged)
+        clock = summary.timed("stage", clock)
         uuid_ts = datetime.now(UTC)
         with transaction(conn):
             hashed = key_pointers(known)
             direct = classify(conn, list(options.transformations), options.destination, hashed)
+            clock = summary.timed("classify", clock)
             writer = TableWriter(conn, options.schema, uuid_ts, direct_type=direct)
             writer.hashed_pointers = hashed
             writes = _write_tables(writer, known)
+            clock = summary.timed("write", clock)
             per_file = counts_by_file(conn)
             _record_chunk(conn, staged, per_file, summary.load_id, uuid_ts)
             ledger.save_paths(conn, known)
+            clock = summary.timed("record", clock)
+        summary.timed("commit", clock)
         _accumulate(conn, summary, staged, per_file, writes)
         for view in ("_loaded_all", "_loaded_direct"):
             conn.execute(f"DROP VIEW IF EXISTS {view}")

@@ -49,6 +49,7 @@ def test_load_reports_every_table_and_passes_its_checks(
     assert (tracks["load_files"], tracks["load_lines"], tracks["load_loaded"]) == (2, 6, 6)
     assert all(isinstance(tracks[name], int) for name in LOAD_FIGURES)  # numbers, so the UI plots them
     assert isinstance(tracks["load_seconds"], float)
+    assert all(isinstance(tracks[f"load_seconds_{p}"], float) for p in ("stage", "classify", "write", "commit"))
     # Untracked events still load, into their own table, and the tracks asset names them.
     assert tracks["untracked_event_tables"] == {"order_completed": 2}  # `event()` defaults to that name
     assert tracks["untracked_rows_loaded"] == 2
