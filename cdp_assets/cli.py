@@ -350,7 +350,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from cdp_assets.bench.ingest import format_report, run
 
-    result = run(args.events, seed=args.seed, workdir=args.workdir)
+    result = run(args.events, seed=args.seed, workdir=args.workdir, files_dir=args.keep_files)
     print(format_report(result), file=sys.stderr)
     _print_json(result)
     return 0
@@ -420,7 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = bench_sub.add_parser("ingest", help="event load against a naive DuckDB load of the same files")
     ingest.add_argument("--events", type=_positive, default=1_000_000)
     ingest.add_argument("--seed", type=int, default=7)
-    ingest.add_argument("--workdir", type=Path, help="where the generated files go (default: a temp folder)")
+    ingest.add_argument("--workdir", type=Path, help="where the benchmark's warehouses go (default: a temp folder)")
+    ingest.add_argument(
+        "--keep-files",
+        type=Path,
+        metavar="DIR",
+        help="keep the generated files in DIR and reuse them in later runs of the same --events and --seed",
+    )
     ingest.set_defaults(func=cmd_bench_ingest)
     retl = bench_sub.add_parser("reverse-etl", help="the sync diff engine against a naive Python comparison")
     retl.add_argument("--rows", type=_positive, default=1_000_000)

@@ -113,9 +113,11 @@ def test_reload_rejects_bad_dates(bad: str) -> None:
     assert result.returncode == 2 and "not a date" in result.stderr
 
 
-def test_bench_ingest_runs_on_small_data() -> None:
-    result = cdp("bench", "ingest", "--events", "3000")
+def test_bench_ingest_runs_on_small_data(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    result = cdp("bench", "ingest", "--events", "3000", "--keep-files", str(kept))
     report = last_json(result)
+    assert report["files_reused"] is False and report["generate_seconds"] > 0
     # A few generated server events are routed away from the warehouse (integrations.Snowflake false).
     assert report["events"] == report["lines"] == 3000
     assert report["loaded"] + report["filtered"] == 3000 and report["loaded"] > 2900
@@ -128,6 +130,10 @@ def test_bench_ingest_runs_on_small_data() -> None:
     assert set(phases) == {"stage", "classify", "write", "record", "commit"}
     assert all(s >= 0 for s in phases.values()) and sum(phases.values()) <= report["load_seconds"]
     assert "event load by phase: stage" in result.stderr
+    # The kept files serve the next run of the same size and seed: the same lines, nothing generated.
+    again = last_json(cdp("bench", "ingest", "--events", "3000", "--keep-files", str(kept)))
+    assert again["files_reused"] is True and again["generate_seconds"] is None
+    assert (again["files"], again["lines"], again["loaded"]) == (report["files"], report["lines"], report["loaded"])
 
 
 def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,27 +44,27 @@ def _child(args: list[str]) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024, json.loads(out.strip().splitlines()[-1]))
 
 
-def run(events: int, seed: int = 7, workdir: Path | None = None) -> dict:
+def run(events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path | None = None) -> dict:
     """Generate `events` events (not timed), then time our load and the naive load of the same files.
 
     Our load also runs on the first quarter of the files alone: its peak memory, next to the full run's,
     shows whether memory grows with the number of files (it should not: a chunk bounds it).
+    With `files_dir`, the generated files are kept there and reused by the next run of the same size and
+    seed (generation takes about as long as the loads).
     """
     with tempfile.TemporaryDirectory(prefix="cdp-bench-", dir=workdir) as tmp:
         root = Path(tmp)
-        landing = root / "landing"
-        t = time.perf_counter()
-        generated = generate_events(
-            LocalLandingStore(landing), events, seed=seed, start=datetime(2026, 11, 1, tzinfo=UTC)
-        )
-        gen_seconds = time.perf_counter() - t
+        landing, gen_seconds, generated_lines = _landing(root, events, seed, files_dir)
         files = sorted(landing.rglob("*.json.gz"))
         size = sum(f.stat().st_size for f in files)
         quarter = root / "quarter"
         for f in files[: max(1, len(files) // 4)]:
             target = quarter / f.relative_to(landing)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, target)
+            try:
+                os.link(f, target)
+            except OSError:  # another file system than the kept files
+                shutil.copyfile(f, target)
         small = _child(["load", str(quarter), str(root / "quarter.duckdb")])
         ours = _child(["load", str(landing), str(root / "cdp.duckdb")])
         naive = _child(["naive", str(landing), str(root / "naive.duckdb")])
@@ -72,7 +73,7 @@ def run(events: int, seed: int = 7, workdir: Path | None = None) -> dict:
         "events": events,
         "files": len(files),
         "compressed_mb": round(size / 1e6, 1),
-        "generate_seconds": round(gen_seconds, 1),
+        "generate_seconds": None if gen_seconds is None else round(gen_seconds, 1),
         "load_seconds": round(ours.seconds, 2),
         "load_events_per_s": round(lines / ours.seconds),
         "load_peak_mb": round(ours.peak_mb),
@@ -87,9 +88,27 @@ def run(events: int, seed: int = 7, workdir: Path | None = None) -> dict:
         "discarded": ours.output["discarded"],
         "tables": len(ours.output["tables"]),
         "load_phase_seconds": ours.output.get("phase_seconds", {}),
-        "generated_lines": generated.events,
+        "generated_lines": generated_lines,
+        "files_reused": gen_seconds is None,
     }
     return result
+
+
+def _landing(root: Path, events: int, seed: int, files_dir: Path | None) -> tuple[Path, float | None, int]:
+    """The landing folder of the benchmark's files, the seconds generating them took (None: reused),
+    and how many events they hold."""
+    landing = root / "landing" if files_dir is None else files_dir / f"events-{events}-seed-{seed}"
+    marker = landing / "generated.json"
+    if files_dir is not None and marker.exists():
+        return landing, None, json.loads(marker.read_text())["events"]
+    if landing.exists():  # an interrupted generation: start again
+        shutil.rmtree(landing)
+    t = time.perf_counter()
+    generated = generate_events(LocalLandingStore(landing), events, seed=seed, start=datetime(2026, 11, 1, tzinfo=UTC))
+    seconds = time.perf_counter() - t
+    # Written last, so a folder with it holds every file.
+    marker.write_text(json.dumps({"events": generated.events, "seed": seed}))
+    return landing, seconds, generated.events
 
 
 def format_report(result: dict) -> str:
@@ -97,7 +116,11 @@ def format_report(result: dict) -> str:
     return "\n".join(
         [
             f"cdp bench ingest: {r['events']:,} events in {r['files']:,} files ({r['compressed_mb']} MB gzip), "
-            f"generated in {r['generate_seconds']} s (not timed)",
+            + (
+                "reused from an earlier run"
+                if r.get("files_reused")
+                else f"generated in {r['generate_seconds']} s (not timed)"
+            ),
             f"  event load   {r['load_seconds']:>8.2f} s  {r['load_events_per_s']:>9,} events/s  "
             f"peak {r['load_peak_mb']:,} MB  (a quarter of the files: peak {r['quarter_files_peak_mb']:,} MB)",
             f"  naive load   {r['naive_seconds']:>8.2f} s  {r['naive_events_per_s']:>9,} events/s  "
