@@ -56,19 +56,20 @@ from google.ads.googleads.v26.services.types.google_ads_service import (
 )
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from cdp_assets.sandbox.google_ads_account import (
+    SANDBOX_CUSTOMER_ID,
+    SANDBOX_DEVELOPER_TOKEN,
+    SANDBOX_FIRST_DAY,
+    SANDBOX_LOGIN_CUSTOMER_ID,
+    SANDBOX_TODAY,
+)
 from cdp_assets.sandbox.http import FaultQueue
-from cdp_assets.sandbox.world import EPOCH, HISTORY
 
 API_VERSION = "v26"
 SERVICE = f"google.ads.googleads.{API_VERSION}.services.GoogleAdsService"
 SEARCH_STREAM = f"/{SERVICE}/SearchStream"
 FAILURE_KEY = f"google.ads.googleads.{API_VERSION}.errors.googleadsfailure-bin"
 
-SANDBOX_DEVELOPER_TOKEN = "sandbox-developer-token"
-SANDBOX_LOGIN_CUSTOMER_ID = "1112223333"  # the manager account the sandbox customers sit under
-SANDBOX_CUSTOMER_ID = "1234567890"
-SANDBOX_FIRST_DAY = EPOCH.date()
-SANDBOX_TODAY = (EPOCH + HISTORY).date() - timedelta(days=1)
 
 # (name, channel, status, first delivery day offset, days of delivery or None, daily impressions scale)
 _CAMPAIGN_PLANS: tuple[tuple[str, str, str, int, int | None, float], ...] = (

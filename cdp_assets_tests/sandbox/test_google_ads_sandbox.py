@@ -15,7 +15,8 @@ from cdp_assets.sandbox.google_ads import (
     QueryError,
     parse_gaql,
 )
-from cdp_assets.sources.google_ads import GoogleAdsConfig, open_service
+from cdp_assets.sources.google_ads import GoogleAdsConfig
+from cdp_assets.sources.google_ads_client import open_service
 
 CUSTOMER = "1234567890"
 

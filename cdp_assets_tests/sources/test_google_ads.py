@@ -25,12 +25,8 @@ from cdp_assets.sandbox.google_ads import (
     resource_exhausted_fault,
 )
 from cdp_assets.settings import SettingsError
-from cdp_assets.sources.google_ads import (
-    GoogleAdsConfig,
-    GoogleAdsError,
-    build_google_ads_client,
-    google_ads_source,
-)
+from cdp_assets.sources.google_ads import GoogleAdsConfig, GoogleAdsError, google_ads_source
+from cdp_assets.sources.google_ads_client import build_google_ads_client
 from cdp_assets.sources.policy import CallStats, QuotaExhausted
 from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
