@@ -256,12 +256,12 @@ def _split_loaded(conn: duckdb.DuckDBPyConnection) -> str | None:
            WHERE c.status = 'loaded' AND c.event_type IS DISTINCT FROM $direct""",
         {"direct": direct},
     )
-    # Views cannot take parameters: the type is one of the fixed event types, written as a literal.
-    literal = "NULL" if direct is None else "'" + direct.replace("'", "''") + "'"
+    # Views cannot take parameters: the type goes in as data, in a one-row table the view reads.
+    conn.execute("CREATE OR REPLACE TEMP TABLE _direct AS SELECT $direct::VARCHAR AS event_type", {"direct": direct})
     conn.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _loaded_direct AS
-            SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq
-            WHERE c.status = 'loaded' AND c.event_type = {literal}"""
+        """CREATE OR REPLACE TEMP VIEW _loaded_direct AS
+           SELECT c.*, r.raw FROM _cls c JOIN _raw r ON r.rowid = c.seq
+           WHERE c.status = 'loaded' AND c.event_type = (SELECT event_type FROM _direct)"""
     )
     conn.execute(
         "CREATE OR REPLACE TEMP VIEW _loaded_all AS SELECT * FROM _loaded UNION ALL SELECT * FROM _loaded_direct"

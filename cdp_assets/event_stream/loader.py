@@ -158,8 +158,7 @@ def _load_chunk(
             hashed = key_pointers(known)
             direct = classify(conn, list(options.transformations), options.destination, hashed)
             clock = summary.timed("classify", clock)
-            writer = TableWriter(conn, options.schema, uuid_ts, direct_type=direct)
-            writer.hashed_pointers = hashed
+            writer = TableWriter(conn, options.schema, uuid_ts, direct_type=direct, hashed_pointers=hashed)
             writes = _write_tables(writer, known)
             clock = summary.timed("write", clock)
             per_file = counts_by_file(conn)
@@ -170,7 +169,8 @@ def _load_chunk(
         _accumulate(conn, summary, staged, per_file, writes)
         for view in ("_loaded_all", "_loaded_direct"):
             conn.execute(f"DROP VIEW IF EXISTS {view}")
-        for table in ("_raw", "_parsed", "_cls", "_loaded", "_bad_lines", "_offsets", "_chunk_files", "_event_tables"):
+        scratch = ("_raw", "_parsed", "_cls", "_loaded", "_bad_lines", "_offsets", "_chunk_files", "_event_tables")
+        for table in (*scratch, "_direct"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 

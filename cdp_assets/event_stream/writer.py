@@ -243,13 +243,20 @@ class TableWriter:
     `direct_type`: the event type whose lines `_loaded_direct` holds (see classify's `_split_loaded`).
     """
 
-    def __init__(self, conn: duckdb.DuckDBPyConnection, schema: str, uuid_ts: datetime, direct_type: str | None = None):
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        schema: str,
+        uuid_ts: datetime,
+        direct_type: str | None = None,
+        hashed_pointers: list[str] | None = None,
+    ):
         self.conn = conn
         self.schema = schema
         self.uuid_ts = uuid_ts
         self.direct_type = direct_type
         # The pointers classification hashed each line's keys at (its `keys_hash`), if it did.
-        self.hashed_pointers: list[str] | None = None
+        self.hashed_pointers = hashed_pointers
         self.existing = self._existing_columns()
         self._vals_count = 0
 
