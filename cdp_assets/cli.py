@@ -50,6 +50,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 # -- generate-events -----------------------------------------------------------------------------
 
 
@@ -350,7 +357,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from cdp_assets.bench.ingest import format_report, run
 
-    result = run(args.events, seed=args.seed, workdir=args.workdir, files_dir=args.keep_files)
+    result = run(args.events, seed=args.seed, workdir=args.workdir, files_dir=args.keep_files, history=args.history)
     print(format_report(result), file=sys.stderr)
     _print_json(result)
     return 0
@@ -426,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="keep the generated files in DIR and reuse them in later runs of the same --events and --seed",
+    )
+    ingest.add_argument(
+        "--history",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="first record N earlier messages in the event load's ledger (deduplication checks every one)",
     )
     ingest.set_defaults(func=cmd_bench_ingest)
     retl = bench_sub.add_parser("reverse-etl", help="the sync diff engine against a naive Python comparison")

@@ -131,9 +131,13 @@ def test_bench_ingest_runs_on_small_data(tmp_path: Path) -> None:
     assert all(s >= 0 for s in phases.values()) and sum(phases.values()) <= report["load_seconds"]
     assert "event load by phase: stage" in result.stderr
     # The kept files serve the next run of the same size and seed: the same lines, nothing generated.
-    again = last_json(cdp("bench", "ingest", "--events", "3000", "--keep-files", str(kept)))
+    # This time the load deduplicates against earlier messages first recorded in its ledger.
+    result = cdp("bench", "ingest", "--events", "3000", "--keep-files", str(kept), "--history", "20000")
+    again = last_json(result)
     assert again["files_reused"] is True and again["generate_seconds"] is None
     assert (again["files"], again["lines"], again["loaded"]) == (report["files"], report["lines"], report["loaded"])
+    assert report["history_messages"] == 0 and again["history_messages"] == 20000
+    assert "deduplicated against 20,000 earlier messages" in result.stderr
 
 
 def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None:

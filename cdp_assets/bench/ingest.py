@@ -44,13 +44,17 @@ def _child(args: list[str]) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024, json.loads(out.strip().splitlines()[-1]))
 
 
-def run(events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path | None = None) -> dict:
+def run(
+    events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path | None = None, history: int = 0
+) -> dict:
     """Generate `events` events (not timed), then time our load and the naive load of the same files.
 
     Our load also runs on the first quarter of the files alone: its peak memory, next to the full run's,
     shows whether memory grows with the number of files (it should not: a chunk bounds it).
     With `files_dir`, the generated files are kept there and reused by the next run of the same size and
-    seed (generation takes about as long as the loads).
+    seed (generation takes about as long as the loads). With `history`, the full load's warehouse first
+    records that many earlier messages (not timed), as a warehouse that has been loading for a while
+    has: every load deduplicates against all of them.
     """
     with tempfile.TemporaryDirectory(prefix="cdp-bench-", dir=workdir) as tmp:
         root = Path(tmp)
@@ -66,6 +70,10 @@ def run(events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path
             except OSError:  # another file system than the kept files
                 shutil.copyfile(f, target)
         small = _child(["load", str(quarter), str(root / "quarter.duckdb")])
+        if history:
+            recorded = _child(["history", str(root / "cdp.duckdb"), str(history)]).output["messages"]
+            if recorded != history:
+                raise RuntimeError(f"the ledger holds {recorded} earlier messages, not {history}")
         ours = _child(["load", str(landing), str(root / "cdp.duckdb")])
         naive = _child(["naive", str(landing), str(root / "naive.duckdb")])
     lines = ours.output["lines"]
@@ -88,6 +96,7 @@ def run(events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path
         "discarded": ours.output["discarded"],
         "tables": len(ours.output["tables"]),
         "load_phase_seconds": ours.output.get("phase_seconds", {}),
+        "history_messages": history,
         "generated_lines": generated_lines,
         "files_reused": gen_seconds is None,
     }
@@ -125,6 +134,11 @@ def format_report(result: dict) -> str:
             f"peak {r['load_peak_mb']:,} MB  (a quarter of the files: peak {r['quarter_files_peak_mb']:,} MB)",
             f"  naive load   {r['naive_seconds']:>8.2f} s  {r['naive_events_per_s']:>9,} events/s  "
             f"peak {r['naive_peak_mb']:,} MB",
+            *(
+                [f"  the event load deduplicated against {r['history_messages']:,} earlier messages"]
+                if r.get("history_messages")
+                else []
+            ),
             f"  ratio event load / naive: {r['ratio_load_to_naive']}x  "
             f"(loaded {r['loaded']:,}, discarded {r['discarded']:,}, {r['tables']} tables)",
             "  event load by phase: "
@@ -141,6 +155,23 @@ def _load_child(landing: str, warehouse: str) -> None:
     print(json.dumps(summary.to_dict()))
 
 
+def _history_child(warehouse: str, messages: str) -> None:
+    """Record `messages` earlier messages in the ledger of a new warehouse, as earlier loads would."""
+    from cdp_assets.event_stream import ledger
+    from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
+
+    with DuckDBWarehouse(warehouse).connect() as conn:
+        ledger.ensure(conn)
+        conn.execute(
+            f"""INSERT INTO {ledger.SCHEMA}.messages (message_id, outcome, table_name, file_key, load_id, id_hash)
+                SELECT id, 'loaded', 'tracks', 'bench-history', 'bench-history', {ledger.id_hash("id")}
+                FROM (SELECT gen_random_uuid()::VARCHAR AS id FROM range($n))""",
+            {"n": int(messages)},
+        )
+        recorded = conn.execute(f"SELECT count(*) FROM {ledger.SCHEMA}.messages").fetchone()[0]
+    print(json.dumps({"messages": recorded}))
+
+
 def _naive_child(landing: str, warehouse: str) -> None:
     import duckdb
 
@@ -154,4 +185,4 @@ def _naive_child(landing: str, warehouse: str) -> None:
 
 if __name__ == "__main__":
     mode, *rest = sys.argv[1:]
-    {"load": _load_child, "naive": _naive_child}[mode](*rest)
+    {"load": _load_child, "naive": _naive_child, "history": _history_child}[mode](*rest)

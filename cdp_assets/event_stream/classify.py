@@ -13,6 +13,7 @@ import duckdb
 
 from cdp_assets.event_stream import spec
 from cdp_assets.event_stream.ledger import SCHEMA as LEDGER
+from cdp_assets.event_stream.ledger import id_hash
 from cdp_assets.event_stream.naming import event_table_name
 from cdp_assets.event_stream.routing import json_pointer, routing_pointers, routing_rule_sql
 from cdp_assets.event_stream.transformations import Transformation
@@ -111,6 +112,7 @@ def classify(
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
                is_object, b,
+               coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
                CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
@@ -127,6 +129,7 @@ def classify(
         params,
     )
     _map_event_tables(conn)
+    _find_seen(conn)
     transform_rules = " ".join(f"WHEN {_macro_name(t)}(t{i}, $p{i}) THEN $n{i}" for i, t in enumerate(transformations))
     rule_params: dict[str, object] = {
         "types": list(spec.EVENT_TYPES),
@@ -157,27 +160,23 @@ def classify(
                     WHEN b[1] IS NULL OR NOT list_contains($types, b[1]) THEN 'unknown_type'
                     WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'
                 END AS discard_reason,
-                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
                 CASE WHEN b IS NOT NULL THEN {routing} END AS route_rule
             FROM (SELECT *, CASE WHEN starts_with({integrations}, '{{')
                                  THEN json_extract({integrations}, $routing)::VARCHAR[] END AS rt
                   FROM _parsed) p
         ),
         -- Duplicates: every copy of a message id after its first in the batch, and every copy of an id an
-        -- earlier load recorded. Computed on narrow rows (id, seq), then joined back: a window over the
-        -- wide rows would materialize them all.
+        -- earlier load recorded (`_seen`). Computed on narrow rows (id, seq), then joined back: a window
+        -- over the wide rows would materialize them all.
         firsts AS (
             SELECT message_id, min(seq) AS first_seq FROM v WHERE discard_reason IS NULL GROUP BY message_id
-        ), seen AS (
-            SELECT DISTINCT message_id FROM {LEDGER}.messages
-            WHERE message_id IN (SELECT message_id FROM firsts)
         ), d AS (
             SELECT v.*,
                 discard_reason IS NULL AND (v.seq > f.first_seq OR s.message_id IS NOT NULL) AS is_duplicate,
                 CASE {transform_rules or "WHEN false THEN NULL"} END AS transform_rule
             FROM v
             LEFT JOIN firsts f ON f.message_id = v.message_id
-            LEFT JOIN seen s ON s.message_id = v.message_id
+            LEFT JOIN _seen s ON s.message_id = v.message_id
         ), s AS (
             SELECT d.*,
                 CASE
@@ -236,6 +235,24 @@ def classify(
            SELECT c.seq, r.raw, r.extra FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'discarded'"""
     )
     return _split_loaded(conn)
+
+
+def _find_seen(conn: duckdb.DuckDBPyConnection) -> None:
+    """`_seen`: the batch's message ids that earlier loads recorded.
+
+    Candidates first, by hash (a scan of one integer column of the ledger), then the text of just those
+    is compared. Two statements: asked in one query, DuckDB compares the text of every recorded id.
+    """
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _seen_rows AS
+            SELECT rowid AS row_id FROM {LEDGER}.messages
+            WHERE id_hash IN (SELECT {id_hash("message_id")} FROM _parsed WHERE b IS NOT NULL)"""
+    )
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _seen AS
+            SELECT DISTINCT message_id FROM {LEDGER}.messages
+            WHERE rowid IN (SELECT row_id FROM _seen_rows) AND message_id IN (SELECT message_id FROM _parsed)"""
+    )
 
 
 def _split_loaded(conn: duckdb.DuckDBPyConnection) -> str | None:

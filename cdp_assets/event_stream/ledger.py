@@ -16,6 +16,15 @@ from cdp_assets.warehouse import Connection
 
 SCHEMA = "event_load"
 
+MESSAGES_DDL = f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.messages (
+    message_id VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,         -- loaded | filtered
+    table_name VARCHAR,
+    file_key VARCHAR NOT NULL,
+    load_id VARCHAR NOT NULL,
+    id_hash UBIGINT NOT NULL          -- see id_hash()
+)"""
+
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 CREATE TABLE IF NOT EXISTS {SCHEMA}.files (
@@ -30,13 +39,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.files (
     load_id VARCHAR NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE IF NOT EXISTS {SCHEMA}.messages (
-    message_id VARCHAR NOT NULL,
-    outcome VARCHAR NOT NULL,         -- loaded | filtered
-    table_name VARCHAR,
-    file_key VARCHAR NOT NULL,
-    load_id VARCHAR NOT NULL
-);
+{MESSAGES_DDL};
 CREATE TABLE IF NOT EXISTS {SCHEMA}.load_errors (
     load_id VARCHAR NOT NULL,
     file_key VARCHAR NOT NULL,
@@ -76,10 +79,44 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.loads (
 """
 
 
+def id_hash(column: str) -> str:
+    """SQL for the 64-bit hash of a message id that deduplication looks ids up by.
+
+    Every load checks its ids against every id ever loaded: scanning one integer column for candidates,
+    then comparing the text of just those, is about four times cheaper than comparing the text of every
+    id (measured at 20M ids: 0.17 s against 0.6 s a chunk). The first 8 bytes of the MD5, read as hex,
+    are the same in every DuckDB version, unlike `hash()`, whose values may change between versions and
+    would then let earlier ids through unseen.
+    """
+    return f"('0x' || left(md5({column}), 16))::UBIGINT"
+
+
 def ensure(conn: Connection) -> None:
     for statement in DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
+    _add_id_hash(conn)
+
+
+def _add_id_hash(conn: Connection) -> None:
+    """Give a ledger written before `id_hash` existed the column, filled for every recorded message."""
+    has = conn.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = 'messages' AND column_name = 'id_hash'",
+        [SCHEMA],
+    ).fetchone()[0]
+    if has:
+        return
+    # Copied into a new table rather than altered in place: DuckDB cannot make a column NOT NULL in the
+    # transaction that filled it.
+    conn.execute(f"ALTER TABLE {SCHEMA}.messages RENAME TO messages_before_id_hash")
+    conn.execute(MESSAGES_DDL)
+    conn.execute(
+        f"""INSERT INTO {SCHEMA}.messages
+            SELECT message_id, outcome, table_name, file_key, load_id, {id_hash("message_id")}
+            FROM {SCHEMA}.messages_before_id_hash"""
+    )
+    conn.execute(f"DROP TABLE {SCHEMA}.messages_before_id_hash")
 
 
 def loaded_versions(conn: Connection) -> set[tuple[str, str]]:

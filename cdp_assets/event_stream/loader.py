@@ -169,7 +169,10 @@ def _load_chunk(
         _accumulate(conn, summary, staged, per_file, writes)
         for view in ("_loaded_all", "_loaded_direct"):
             conn.execute(f"DROP VIEW IF EXISTS {view}")
-        scratch = ("_raw", "_parsed", "_cls", "_loaded", "_bad_lines", "_offsets", "_chunk_files", "_event_tables")
+        scratch = (
+            *("_raw", "_parsed", "_seen_rows", "_seen", "_cls", "_loaded", "_bad_lines", "_offsets"),
+            *("_chunk_files", "_event_tables"),
+        )
         for table in (*scratch, "_direct"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -242,8 +245,9 @@ def _record_chunk(
 ) -> None:
     schema = ledger.SCHEMA
     conn.execute(
-        f"""INSERT INTO {schema}.messages
-            SELECT message_id, status, coalesce(event_table, type_table), file_key, $load_id
+        f"""INSERT INTO {schema}.messages (message_id, outcome, table_name, file_key, load_id, id_hash)
+            SELECT message_id, status, coalesce(event_table, type_table), file_key, $load_id,
+                   {ledger.id_hash("message_id")}
             FROM _cls WHERE status IN ('loaded', 'filtered')""",
         {"load_id": load_id},
     )

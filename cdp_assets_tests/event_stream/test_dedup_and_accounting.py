@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
+
+import duckdb
 
 from cdp_assets_tests.conftest import event, write_dump
 from cdp_assets_tests.event_stream.helpers import ES, LEDGER, dicts, load, query, snapshot
@@ -57,6 +60,52 @@ def test_events_without_a_message_id_are_all_kept(landing, warehouse_path) -> No
     assert (summary.loaded, summary.duplicates) == (3, 0)
     ids = _ids(warehouse_path)
     assert len(set(ids)) == 3 and all(i.startswith("cdp-") for i in ids)
+
+
+def _md5_prefix(message_id: str) -> int:
+    return int(hashlib.md5(message_id.encode()).hexdigest()[:16], 16)
+
+
+def test_an_id_is_a_duplicate_only_when_its_text_matches_not_just_its_hash(landing, warehouse_path) -> None:
+    write_dump(landing, [event(messageId="m-1")], uploaded_at=_at(10))
+    load(landing, warehouse_path)
+    # Every recorded id carries the first 8 bytes of its MD5, the key deduplication looks ids up by.
+    assert query(warehouse_path, f"SELECT message_id, id_hash FROM {LEDGER}.messages") == [("m-1", _md5_prefix("m-1"))]
+    # Another id recorded under m-2's hash (as a hash collision would): m-2 must still load.
+    with duckdb.connect(str(warehouse_path)) as conn:
+        conn.execute(
+            f"INSERT INTO {LEDGER}.messages VALUES ('not-m-2', 'loaded', 'tracks', 'elsewhere', 'earlier', ?)",
+            [_md5_prefix("m-2")],
+        )
+    write_dump(landing, [event(messageId="m-2"), event(messageId="m-1")], uploaded_at=_at(11))
+    later = load(landing, warehouse_path)
+    assert (later.loaded, later.duplicates) == (1, 1)
+    assert _ids(warehouse_path) == ["m-1", "m-2"]
+
+
+def test_a_ledger_from_before_id_hashes_gets_them_and_still_deduplicates(landing, warehouse_path) -> None:
+    # The ledger's messages table as loads before `id_hash` wrote it, with one message recorded.
+    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(warehouse_path)) as conn:
+        conn.execute(f"CREATE SCHEMA {LEDGER}")
+        conn.execute(
+            f"CREATE TABLE {LEDGER}.messages (message_id VARCHAR NOT NULL, outcome VARCHAR NOT NULL, "
+            "table_name VARCHAR, file_key VARCHAR NOT NULL, load_id VARCHAR NOT NULL)"
+        )
+        conn.execute(f"INSERT INTO {LEDGER}.messages VALUES ('m-old', 'loaded', 'tracks', 'old-file', 'old-load')")
+    write_dump(landing, [event(messageId="m-old"), event(messageId="m-new")], uploaded_at=_at(10))
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.duplicates) == (1, 1)
+    assert _ids(warehouse_path) == ["m-new"]
+    hashes = query(warehouse_path, f"SELECT message_id, id_hash FROM {LEDGER}.messages ORDER BY 1")
+    assert hashes == [("m-new", _md5_prefix("m-new")), ("m-old", _md5_prefix("m-old"))]
+    nullable = query(
+        warehouse_path,
+        "SELECT is_nullable FROM information_schema.columns WHERE table_schema = ? AND table_name = 'messages' "
+        "AND column_name = 'id_hash'",
+        [LEDGER],
+    )
+    assert nullable == [("NO",)]
 
 
 def test_a_rerun_loads_nothing(landing, warehouse_path) -> None:
