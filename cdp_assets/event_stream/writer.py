@@ -449,11 +449,10 @@ class TableWriter:
             parts = [self._convert(columns[column], prepared, path) for path in paths]
             select.append(parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})")
             target.append(quote(column))
-        self.conn.execute(
+        inserted = self.conn.execute(
             f"INSERT INTO {self._table(table)} ({', '.join(target)}) SELECT {', '.join(select)} FROM {vals}"
-        )
-        result = TableWrite(table, new_columns=new_columns)
-        result.rows = self.conn.execute(f"SELECT count(*) FROM {vals}").fetchone()[0]
+        ).fetchone()[0]
+        result = TableWrite(table, rows=inserted, new_columns=new_columns)
         checked = [
             (column, path)
             for column, paths in feeding.items()
@@ -546,16 +545,14 @@ class TableWriter:
         if not entries:
             return 0
         discards = self._table(spec.DISCARDS_TABLE)
-        before = self.conn.execute(f"SELECT count(*) FROM {discards}").fetchone()[0]
-        self.conn.execute(
+        return self.conn.execute(
             f"""INSERT INTO {discards} (table_name, row_id, column_name, column_value, received_at, uuid_ts, reason)
                 SELECT $table, id, d.column_name, d.column_value, received_at, uuid_ts, d.reason
                 FROM (SELECT message_id AS id, received_at, uuid_ts,
                              unnest(list_filter([{", ".join(entries)}], lambda e: e.bad)) AS d
                       FROM {prepared.vals})""",
             {"dn": names, "dr": reasons, "table": prepared.table},
-        )
-        return self.conn.execute(f"SELECT count(*) FROM {discards}").fetchone()[0] - before
+        ).fetchone()[0]
 
     def _may_conflict(
         self, prepared: Prepared, columns: dict[str, str], checked: list[tuple[str, Path]]
