@@ -113,6 +113,7 @@ def classify(
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
                is_object, b,
                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
+               {id_hash("message_id")} AS id_hash,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
                CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
@@ -201,7 +202,7 @@ def classify(
         SELECT t.seq, t.file_idx, t.file_key, t.line_no, t.status, t.keys_hash,
             CASE WHEN status = 'discarded' THEN discard_reason
                  WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
-            t.message_id,
+            t.message_id, t.id_hash,
             b[1] AS event_type,
             CASE WHEN b[1] = 'track' THEN b[5] END AS event_text,
             e.table_name AS event_table,
@@ -246,7 +247,7 @@ def _find_seen(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _seen_rows AS
             SELECT rowid AS row_id FROM {LEDGER}.messages
-            WHERE id_hash IN (SELECT {id_hash("message_id")} FROM _parsed WHERE b IS NOT NULL)"""
+            WHERE id_hash IN (SELECT id_hash FROM _parsed WHERE b IS NOT NULL)"""
     )
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _seen AS

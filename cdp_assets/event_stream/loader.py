@@ -246,8 +246,7 @@ def _record_chunk(
     schema = ledger.SCHEMA
     conn.execute(
         f"""INSERT INTO {schema}.messages (message_id, outcome, table_name, file_key, load_id, id_hash)
-            SELECT message_id, status, coalesce(event_table, type_table), file_key, $load_id,
-                   {ledger.id_hash("message_id")}
+            SELECT message_id, status, coalesce(event_table, type_table), file_key, $load_id, id_hash
             FROM _cls WHERE status IN ('loaded', 'filtered')""",
         {"load_id": load_id},
     )
