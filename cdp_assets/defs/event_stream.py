@@ -155,6 +155,7 @@ def _load_metadata(summary: LoadSummary) -> dict[str, object]:
         "load_duplicates": summary.duplicates,
         "load_discarded": summary.discarded,
         "load_value_discards": summary.value_discards,
+        "load_fast_path_misses": sum(summary.fast_path_misses.values()),
         "load_seconds": dg.FloatMetadataValue(float(summary.seconds)),
         **{f"load_seconds_{phase}": dg.FloatMetadataValue(float(s)) for phase, s in summary.phase_seconds.items()},
     }

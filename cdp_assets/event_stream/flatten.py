@@ -57,12 +57,14 @@ Path = tuple[str, ...]
 
 @dataclass
 class Shape:
-    """The payload paths seen in sample events: leaves (value positions), objects, and for each leaf
-    whether a sampled value already proves it a string column (a non-empty, non-datetime string)."""
+    """The payload paths seen in sample events: leaves (value positions), objects, for each leaf
+    whether a sampled value already proves it a string column (a non-empty, non-datetime string), and
+    whether some sampled value there would give it a column at all (not null, not "")."""
 
     leaves: set[Path] = field(default_factory=set)
     objects: set[Path] = field(default_factory=set)
     proven_strings: set[Path] = field(default_factory=set)
+    valued: set[Path] = field(default_factory=set)
 
     def add_event(self, event: dict, objects: Iterable[str]) -> None:
         for obj in objects:
@@ -81,6 +83,8 @@ class Shape:
                     self.objects.add(child)
                 continue
             self.leaves.add(child)
+            if value is not None and value != "":
+                self.valued.add(child)
             if isinstance(value, list) or (isinstance(value, str) and value and not looks_like_datetime(value)):
                 self.proven_strings.add(child)
 

@@ -26,7 +26,14 @@ from cdp_assets.event_stream.landing import LandingFile, LandingStore
 from cdp_assets.event_stream.naming import quote
 from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage
 from cdp_assets.event_stream.transformations import Transformation
-from cdp_assets.event_stream.writer import KnownPaths, TableWrite, TableWriter, install_macros, key_pointers
+from cdp_assets.event_stream.writer import (
+    FastPathMiss,
+    KnownPaths,
+    TableWrite,
+    TableWriter,
+    install_macros,
+    key_pointers,
+)
 from cdp_assets.warehouse import Warehouse, WarehouseError, transaction
 
 Progress = Callable[[str, dict], None]
@@ -55,6 +62,10 @@ class LoadSummary:
     discard_reasons: dict[str, int] = field(default_factory=dict)
     filter_rules: dict[str, int] = field(default_factory=dict)
     corrupt_files: list[dict] = field(default_factory=list)
+    # Table writes that went straight from the parse; and per table, how many times its fast-path insert
+    # met a value needing the checks (a new object, a misfit, a new column) and made a chunk rewrite.
+    fast_path_writes: int = 0
+    fast_path_misses: dict[str, int] = field(default_factory=dict)
     # Where the time went, summed over the chunks: reading lines (stage), deciding each line's fate
     # (classify), flattening, typing and inserting (write), the ledger rows (record), and commit.
     phase_seconds: dict[str, float] = field(default_factory=dict)
@@ -82,6 +93,8 @@ class LoadOptions:
     transformations: tuple[Transformation, ...] = ()
     destination: Destination = Destination(id="cdp-warehouse", type="DUCKDB")
     schema: str = spec.SCHEMA
+    # Insert tables whose columns all exist straight from the parse (see writer.TableWriter).
+    fast_path: bool = True
 
 
 def _chunks(files: list[LandingFile], options: LoadOptions) -> Iterator[list[LandingFile]]:
@@ -154,17 +167,37 @@ def _load_chunk(
         create_stage(conn, staged)
         clock = summary.timed("stage", clock)
         uuid_ts = datetime.now(UTC)
-        with transaction(conn):
-            hashed = key_pointers(known)
-            direct = classify(conn, list(options.transformations), options.destination, hashed)
-            clock = summary.timed("classify", clock)
-            writer = TableWriter(conn, options.schema, uuid_ts, direct_type=direct, hashed_pointers=hashed)
-            writes = _write_tables(writer, known)
-            clock = summary.timed("write", clock)
-            per_file = counts_by_file(conn)
-            _record_chunk(conn, staged, per_file, summary.load_id, uuid_ts)
-            ledger.save_paths(conn, known)
-            clock = summary.timed("record", clock)
+        # Classification writes only the connection's temporary tables, so it stays valid when the
+        # transaction below has to be run again.
+        hashed = key_pointers(known)
+        direct = classify(conn, list(options.transformations), options.destination, hashed)
+        clock = summary.timed("classify", clock)
+        checked: set[str] = set()  # tables whose fast insert stopped: they take the checked path
+        while True:
+            try:
+                with transaction(conn):
+                    writer = TableWriter(
+                        conn,
+                        options.schema,
+                        uuid_ts,
+                        direct_type=direct,
+                        hashed_pointers=hashed,
+                        fast=options.fast_path,
+                        checked=checked,
+                    )
+                    writes = _write_tables(writer, known)
+                    clock = summary.timed("write", clock)
+                    per_file = counts_by_file(conn)
+                    _record_chunk(conn, staged, per_file, summary.load_id, uuid_ts)
+                    ledger.save_paths(conn, known)
+                    clock = summary.timed("record", clock)
+                break
+            except FastPathMiss as miss:
+                # Rolled back: write the chunk again, that table checked before it is inserted. (Each
+                # round adds a table that cannot stop the next, so this ends.)
+                summary.fast_path_misses[miss.table] = summary.fast_path_misses.get(miss.table, 0) + 1
+                clock = summary.timed("write", clock)
+                checked.add(miss.table)
         summary.timed("commit", clock)
         _accumulate(conn, summary, staged, per_file, writes)
         for view in ("_loaded_all", "_loaded_direct"):
@@ -183,6 +216,7 @@ def _merge(shapes: list[Shape], keep: Callable[[tuple], bool] = lambda _path: Tr
         merged.leaves |= {p for p in shape.leaves if keep(p)}
         merged.objects |= shape.objects
         merged.proven_strings |= shape.proven_strings
+        merged.valued |= shape.valued
     return merged
 
 
@@ -318,6 +352,7 @@ def _accumulate(
     summary.lines += sum(n for status, n in totals.items() if status != "blank")
     for write in writes:
         summary.tables[write.table] = summary.tables.get(write.table, 0) + write.rows
+        summary.fast_path_writes += write.fast
         summary.value_discards += write.value_discards
         if write.new_columns:
             summary.new_columns.setdefault(write.table, []).extend(write.new_columns)

@@ -4,12 +4,14 @@ Per batch: `discover` finds every payload path the loaded events hold; per targe
 extracts the values of that table's paths (JSON pointers, bound as a parameter: no key from the data is
 ever written into SQL text) into the temporary table `_vals`; new columns get their kind from what the
 batch holds; then one INSERT converts every value to its column's kind, and values that do not fit
-become NULL plus a `rudder_discards` row.
+become NULL plus a `rudder_discards` row. A table whose columns the batch does not change skips `_vals`:
+its INSERT extracts the values itself (the fast path, see TableWriter).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -126,6 +128,7 @@ class TableWrite:
     rows: int = 0
     new_columns: dict[str, str] = field(default_factory=dict)
     value_discards: int = 0
+    fast: bool = False  # inserted straight from the parse (see TableWriter)
 
 
 @dataclass
@@ -224,7 +227,12 @@ class _Access:
 
 @dataclass
 class Prepared:
-    """One table's rows of a batch, extracted into `vals` (one text column per path), before insert."""
+    """One table's rows of a batch, extracted into `vals` (one text column per path), before insert.
+
+    Extracted means stored in a temporary table, scanned by the checks and then by the insert; or, on
+    the fast path (see `TableWriter`), `vals` is a subquery that the insert itself evaluates, with
+    `checks` as the condition under which it stops the transaction (FastPathMiss).
+    """
 
     table: str
     event_type: str
@@ -235,12 +243,45 @@ class Prepared:
     new_objects: set[Path]  # leaf paths holding an object in some event: discovery missed them
     # (existing typed column, path) -> whether some value there does not fit the column's kind
     conflicts: dict[tuple[str, Path], bool] = field(default_factory=dict)
+    # Fast path only: the parameters `vals` binds, and the SQL condition of a value it cannot take.
+    params: dict | None = None
+    checks: str | None = None
+
+    @property
+    def fast(self) -> bool:
+        return self.params is not None
+
+
+class FastPathMiss(Exception):
+    """A fast-path insert met a value it cannot take; the transaction is lost, write the batch again
+    without the fast path."""
+
+    def __init__(self, table: str):
+        super().__init__(f"the fast-path insert into {table} met a value that needs the checked path")
+        self.table = table
+
+
+# The message of the error a fast-path insert raises (through DuckDB's error()), to recognise it.
+FAST_PATH_MISS = "cdp fast path: a value needs the checked path"
+
+
+def is_fast_path_miss(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.Error) and FAST_PATH_MISS in str(exc)
 
 
 class TableWriter:
     """Writes the loaded events (`_loaded_all`, with their standard columns in `_cls`) into one schema.
 
     `direct_type`: the event type whose lines `_loaded_direct` holds (see classify's `_split_loaded`).
+
+    `fast`: a table whose columns all exist already (but for keys with only null or "" values so far),
+    and not among `checked`, is inserted straight from the parse, without storing the extracted values
+    first. Storing them is what lets the checks run before the insert (an object where discovery saw a
+    scalar, a value its typed column cannot hold, the first value of a key without a column); on the
+    fast path the insert checks each row instead and stops at the first such value (FastPathMiss),
+    which costs the whole transaction: the caller rolls back and writes the batch again with that
+    table in `checked`. It pays because steady-state batches bring no new shapes, and storing the
+    values cost about as much as inserting them.
     """
 
     def __init__(
@@ -250,8 +291,12 @@ class TableWriter:
         uuid_ts: datetime,
         direct_type: str | None = None,
         hashed_pointers: list[str] | None = None,
+        fast: bool = False,
+        checked: Collection[str] = (),
     ):
         self.conn = conn
+        self.fast = fast
+        self.checked = checked
         self.schema = schema
         self.uuid_ts = uuid_ts
         self.direct_type = direct_type
@@ -357,7 +402,8 @@ class TableWriter:
         where: str,
         params: dict,
     ) -> Prepared:
-        """Extract the loaded rows selected by `where` (over `_loaded_all l`) for `table`: one parse each."""
+        """Extract the loaded rows selected by `where` (over `_loaded_all l`) for `table`: one parse each
+        (on the fast path, only the SQL that extracts them, for the insert to run)."""
         standard = spec.standard_columns(event_type)
         self.ensure_table(table, standard)
         columns = self.existing[table]
@@ -374,53 +420,60 @@ class TableWriter:
         expressions = access.expressions()
         paths = list(expressions)
         slot = {path: i for i, path in enumerate(paths, start=1)}
-        self._vals_count += 1
-        vals = f"_vals_{self._vals_count}"
         std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
         bound = {**params, "uuid_ts": self.uuid_ts}
         lines = "_loaded_direct" if event_type == self.direct_type else "_loaded"
         source = f"{lines} l WHERE {where}"
+        parsed = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts FROM {source}"
         if structure:
-            # The parsed struct is stored once; the view below reaches into it per column, cheaply.
             bound["spec"] = json.dumps(structure)
-            if access.pointers:
-                bound["ptr"] = access.pointers
-                # MATERIALIZED: inlined, the parse would run again for every pointer column.
-                self.conn.execute(
-                    f"""CREATE OR REPLACE TEMP TABLE {vals}_data AS
-                        WITH src AS MATERIALIZED (
-                            SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source})
-                        SELECT *, {", ".join(access.pointer_columns)} FROM src""",
-                    bound,
-                )
-            else:
-                self.conn.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {vals}_data AS "
-                    f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source}",
-                    bound,
-                )
-            values = ", ".join(f"{expressions[p][0]} AS f{slot[p]}" for p in paths)
-            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT *, {values} FROM {vals}_data")
-        else:
-            self.conn.execute(
-                f"CREATE OR REPLACE TEMP TABLE {vals}_data AS SELECT l.seq, {std}, $uuid_ts AS uuid_ts FROM {source}",
-                bound,
-            )
-            self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT * FROM {vals}_data")
+            parsed = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source}"
+        values = "".join(f", {expressions[p][0]} AS f{slot[p]}" for p in paths)
         is_json = {path: expressions[path][1] for path in paths}
         # A plain leaf whose value is an object somewhere: RudderStack flattens it, so it must be known.
         leaves = [p for p in paths if p not in objects]
-        # In the same scan, whether an existing typed column receives a value it cannot hold (see
-        # `_may_conflict`): one pass over the extracted rows instead of two.
+        # Whether an existing typed column receives a value it cannot hold (see `_may_conflict`).
         typed = [
             (column, path)
             for column, column_paths in plan.columns.items()
             if columns.get(column, "string") != "string" and is_json.get(column_paths[0], False)
             for path in column_paths
         ]
-        tests = [f"bool_or(starts_with(f{slot[p]}, '{{'))" for p in leaves]
+        tests = [f"starts_with(f{slot[p]}, '{{')" for p in leaves]
         tests += [self._conflict_test(columns[column], slot[path]) for column, path in typed]
-        hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {vals}").fetchone()[0] if tests else []
+        # Rejected keys need discard rows and values reached by pointer are best computed next to a
+        # stored parse: both take the checked path. So does a new column with a value (its kind comes
+        # from the values; `sure_miss` when discovery saw one); a key whose values are all null or ""
+        # so far has no column yet, and a fast insert passes it by, as the checked path would.
+        sure_miss = any(p in shape.valued for c, c_paths in plan.columns.items() if c not in columns for p in c_paths)
+        if self.fast and table not in self.checked and not plan.rejected and not access.pointers and not sure_miss:
+            new_values = [
+                f"cdp_present(f{slot[p]})" if is_json[p] else f"nullif(f{slot[p]}, '') IS NOT NULL"
+                for column, column_paths in plan.columns.items()
+                if column not in columns
+                for p in column_paths
+            ]
+            checks = " OR ".join(f"coalesce({test}, false)" for test in [*tests, *new_values]) or None
+            inline = f"(SELECT *{values} FROM ({parsed}))"
+            return Prepared(table, event_type, plan, inline, slot, is_json, set(), params=bound, checks=checks)
+        self._vals_count += 1
+        vals = f"_vals_{self._vals_count}"
+        if access.pointers:
+            bound["ptr"] = access.pointers
+            # MATERIALIZED: inlined, the parse would run again for every pointer column.
+            self.conn.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {vals}_data AS
+                    WITH src AS MATERIALIZED ({parsed})
+                    SELECT *, {", ".join(access.pointer_columns)} FROM src""",
+                bound,
+            )
+        else:
+            # The parsed struct is stored once; the view below reaches into it per column, cheaply.
+            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {vals}_data AS {parsed}", bound)
+        self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT *{values} FROM {vals}_data")
+        # The checks in one scan of the extracted rows: is any value an object, does any not fit.
+        aggregates = [f"bool_or({test})" for test in tests]
+        hits = self.conn.execute(f"SELECT [{', '.join(aggregates)}] FROM {vals}").fetchone()[0] if tests else []
         new_objects = {path for path, hit in zip(leaves, hits[: len(leaves)], strict=True) if hit}
         conflicts = {pair: bool(hit) for pair, hit in zip(typed, hits[len(leaves) :], strict=True)}
         return Prepared(table, event_type, plan, vals, slot, is_json, new_objects, conflicts)
@@ -430,7 +483,8 @@ class TableWriter:
         table, plan, vals, slot = prepared.table, prepared.plan, prepared.vals, prepared.slot
         standard = spec.standard_columns(prepared.event_type)
         columns = self.existing[table]
-        new = [column for column in plan.columns if column not in columns]
+        # On the fast path a new column's values were all null or "" (or the insert stops): no column.
+        new = [] if prepared.fast else [column for column in plan.columns if column not in columns]
         typed_new = [c for c in new if any(prepared.is_json[p] for p in plan.columns[c])]
         kinds = self._kinds_seen(typed_new, prepared) if typed_new else {}
         plain = self._plain_kinds(vals, plan, slot, [c for c in new if c not in kinds])
@@ -449,10 +503,18 @@ class TableWriter:
             parts = [self._convert(columns[column], prepared, path) for path in paths]
             select.append(parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})")
             target.append(quote(column))
-        inserted = self.conn.execute(
-            f"INSERT INTO {self._table(table)} ({', '.join(target)}) SELECT {', '.join(select)} FROM {vals}"
-        ).fetchone()[0]
-        result = TableWrite(table, rows=inserted, new_columns=new_columns)
+        sql = f"INSERT INTO {self._table(table)} ({', '.join(target)}) SELECT {', '.join(select)} FROM {vals}"
+        if prepared.checks:
+            sql += f" WHERE CASE WHEN {prepared.checks} THEN error($fast_path_miss) ELSE true END"
+        try:
+            inserted = self.conn.execute(sql, self._fast_params(prepared)).fetchone()[0]
+        except duckdb.Error as exc:
+            if is_fast_path_miss(exc):
+                raise FastPathMiss(table) from None
+            raise
+        result = TableWrite(table, rows=inserted, new_columns=new_columns, fast=prepared.fast)
+        if prepared.fast:  # every value fitted its column, or the insert would have stopped
+            return result
         checked = [
             (column, path)
             for column, paths in feeding.items()
@@ -468,7 +530,16 @@ class TableWriter:
         self.drop(prepared)
         return result
 
+    @staticmethod
+    def _fast_params(prepared: Prepared) -> dict:
+        params = dict(prepared.params or {})
+        if prepared.checks:
+            params["fast_path_miss"] = FAST_PATH_MISS
+        return params
+
     def drop(self, prepared: Prepared) -> None:
+        if prepared.fast:
+            return
         self.conn.execute(f"DROP VIEW IF EXISTS {prepared.vals}")
         self.conn.execute(f"DROP TABLE IF EXISTS {prepared.vals}_data")
 
@@ -563,7 +634,7 @@ class TableWriter:
         todo = [pair for pair in checked if pair not in prepared.conflicts]
         found = dict(prepared.conflicts)
         if todo:
-            tests = [self._conflict_test(columns[column], prepared.slot[path]) for column, path in todo]
+            tests = [f"bool_or({self._conflict_test(columns[c], prepared.slot[path])})" for c, path in todo]
             hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {prepared.vals}").fetchone()[0]
             found.update({pair: bool(hit) for pair, hit in zip(todo, hits, strict=True)})
         return [pair for pair in checked if found[pair]]
@@ -571,7 +642,7 @@ class TableWriter:
     @staticmethod
     def _conflict_test(kind: str, index: int) -> str:
         f = f"f{index}"
-        return f"bool_or(cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)}))"
+        return f"cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)})"
 
     # -- users -------------------------------------------------------------------------------------
 

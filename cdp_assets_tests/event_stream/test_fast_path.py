@@ -1,0 +1,117 @@
+"""The fast path: a table whose columns exist already is inserted straight from the parse, and a value
+that needs the checks (an object where discovery saw a scalar, a misfit for a typed column, the first
+value of a key that has no column yet) stops the insert, and the chunk is written again, checked.
+
+Every test loads the same files twice, with and without the fast path, and the warehouses must agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdp_assets.event_stream.landing import LocalLandingStore
+from cdp_assets.event_stream.loader import LoadSummary
+from cdp_assets_tests.conftest import event, write_dump
+from cdp_assets_tests.event_stream.helpers import ES, columns, discards, load, query, row, tables
+
+T0 = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
+
+
+def _twice(tmp_path: Path, batches: list[list[dict]]) -> tuple[Path, list[LoadSummary]]:
+    """Load each batch in turn, with the fast path and without; return the fast warehouse and its loads,
+    after checking that both warehouses hold the same tables, columns, rows and discards."""
+    runs = {}
+    for fast in (True, False):
+        store = LocalLandingStore(tmp_path / f"landing-{fast}")
+        path = tmp_path / f"warehouse-{fast}.duckdb"
+        summaries = []
+        for hour, batch in enumerate(batches):
+            write_dump(store, batch, uploaded_at=T0.replace(hour=10 + hour))
+            summaries.append(load(store, path, fast_path=fast))
+        runs[fast] = (path, summaries)
+    fast_path, slow_path = runs[True][0], runs[False][0]
+    assert tables(fast_path) == tables(slow_path)
+    for table in sorted(tables(fast_path)):
+        cols = [c for c in columns(slow_path, table) if c != "uuid_ts"]
+        assert [c for c in columns(fast_path, table) if c != "uuid_ts"] == cols, table
+        order = "id" if "id" in cols else ", ".join(f'"{c}"' for c in cols)
+        select = f"SELECT {', '.join(repr(c).replace(chr(39), chr(34)) for c in cols)} FROM {ES}.{table}"
+        assert query(fast_path, f"{select} ORDER BY {order}") == query(slow_path, f"{select} ORDER BY {order}"), table
+    assert discards(fast_path) == discards(slow_path)
+    assert all(s.fast_path_writes == 0 and not s.fast_path_misses for s in runs[False][1])
+    return fast_path, runs[True][1]
+
+
+def _orders(prefix: str, n: int, **properties: object) -> list[dict]:
+    return [
+        event(messageId=f"{prefix}-{i}", properties={"plan": "pro", "seats": i, "ratio": 0.5, **properties})
+        for i in range(n)
+    ]
+
+
+def test_a_steady_state_batch_goes_straight_from_the_parse(tmp_path) -> None:
+    pages = [event("page", messageId=f"p-{i}", properties={"path": f"/{i}", "title": "Docs"}) for i in range(5)]
+    wh, (first, second) = _twice(tmp_path, [_orders("a", 5) + pages, _orders("b", 5) + pages[:0]])
+    # The first batch creates the columns (checked); the second adds nothing, so all of it goes fast.
+    assert first.fast_path_writes == 0
+    assert second.fast_path_writes == 2 and second.fast_path_misses == {}  # tracks and order_completed
+    assert second.tables == {"tracks": 5, "order_completed": 5}
+    assert row(wh, "order_completed", "b-3")["seats"] == 3
+
+
+def test_an_object_where_the_same_keys_held_a_scalar_makes_the_table_checked(tmp_path) -> None:
+    # Both events of the second batch hold the same keys, so discovery reads the first one only, and
+    # sees a scalar `plan`; the insert meets the object, and the chunk is written again, checked.
+    later = [
+        *_orders("b", 1),
+        event(messageId="b-obj", properties={"plan": {"name": "pro", "tier": 2}, "seats": 1, "ratio": 0.5}),
+    ]
+    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), later])
+    assert second.fast_path_misses == {"order_completed": 1}
+    assert second.new_columns == {"order_completed": ["plan_name", "plan_tier"]}
+    obj = row(wh, "order_completed", "b-obj")
+    assert (obj["plan"], obj["plan_name"], obj["plan_tier"]) == (None, "pro", 2)
+    assert row(wh, "order_completed", "b-0")["plan"] == "pro"
+
+
+def test_a_value_its_typed_column_cannot_hold_is_discarded_as_on_the_checked_path(tmp_path) -> None:
+    later = [*_orders("b", 1), event(messageId="b-bad", properties={"plan": "pro", "seats": "many", "ratio": True})]
+    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), later])
+    assert second.fast_path_misses == {"order_completed": 1}
+    assert second.value_discards == 2
+    found = {(d["row_id"], d["column_name"]): (d["column_value"], d["reason"]) for d in discards(wh)}
+    assert found == {
+        ("b-bad", "seats"): ("many", "cannot convert to int: value is a string"),
+        ("b-bad", "ratio"): ("true", "cannot convert to float: value is a boolean"),
+    }
+    assert row(wh, "order_completed", "b-bad")["seats"] is None
+
+
+def test_a_key_without_values_gets_no_column_until_its_first_value(tmp_path) -> None:
+    # `coupon` is always null or "" in the first two batches: no column, and the second batch goes fast.
+    quiet = [_orders("a", 2, coupon=None), _orders("b", 2, coupon="")]
+    # In the third, the first event (the one discovery reads) still has none; the second has a value.
+    third = [*_orders("c", 1, coupon=None), *_orders("d", 1, coupon="SPRING")]
+    wh, (first, second, last) = _twice(tmp_path, [*quiet, third])
+    assert "coupon" not in first.new_columns.get("order_completed", [])
+    assert second.fast_path_writes == 2 and not second.fast_path_misses
+    assert last.fast_path_misses == {"order_completed": 1}
+    assert last.new_columns == {"order_completed": ["coupon"]}
+    assert row(wh, "order_completed", "d-0")["coupon"] == "SPRING"
+    assert row(wh, "order_completed", "a-0")["coupon"] is None
+
+
+def test_a_miss_rewrites_only_the_table_that_missed(tmp_path) -> None:
+    pages = [event("page", messageId=f"p-{i}", properties={"path": f"/{i}"}) for i in range(3)]
+    later_pages = [event("page", messageId=f"q-{i}", properties={"path": f"/q{i}"}) for i in range(3)]
+    later = [
+        *later_pages,
+        *_orders("b", 1),
+        event(messageId="b-bad", properties={"plan": "pro", "seats": "x", "ratio": 0.5}),
+    ]
+    wh, (_, second) = _twice(tmp_path, [[*pages, *_orders("a", 2)], later])
+    assert second.fast_path_misses == {"order_completed": 1}
+    # The rewrite checked order_completed; pages and tracks stayed on the fast path.
+    assert second.fast_path_writes == 2
+    assert query(wh, f"SELECT count(*) FROM {ES}.pages")[0][0] == 6
