@@ -55,16 +55,31 @@ def looks_like_datetime(value: str) -> bool:
 Path = tuple[str, ...]
 
 
+def sampled_kind(value: object) -> str:
+    """The kind of a (non-null, non-empty) JSON value, the way the loader's SQL kinds it."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "int" if value.is_integer() else "float"
+    if isinstance(value, str) and looks_like_datetime(value):
+        return "datetime"
+    return "string"
+
+
 @dataclass
 class Shape:
     """The payload paths seen in sample events: leaves (value positions), objects, for each leaf
     whether a sampled value already proves it a string column (a non-empty, non-datetime string), and
-    whether some sampled value there would give it a column at all (not null, not "")."""
+    the kinds of its sampled values that would give it a column (not null, not "")."""
 
     leaves: set[Path] = field(default_factory=set)
     objects: set[Path] = field(default_factory=set)
     proven_strings: set[Path] = field(default_factory=set)
-    valued: set[Path] = field(default_factory=set)
+    # Named as `cdp_kind` in SQL names them; a guess only: the fast path checks every value against it
+    # (see writer.TableWriter).
+    kinds: dict[Path, set[str]] = field(default_factory=dict)
 
     def add_event(self, event: dict, objects: Iterable[str]) -> None:
         for obj in objects:
@@ -84,7 +99,7 @@ class Shape:
                 continue
             self.leaves.add(child)
             if value is not None and value != "":
-                self.valued.add(child)
+                self.kinds.setdefault(child, set()).add(sampled_kind(value))
             if isinstance(value, list) or (isinstance(value, str) and value and not looks_like_datetime(value)):
                 self.proven_strings.add(child)
 

@@ -216,7 +216,8 @@ def _merge(shapes: list[Shape], keep: Callable[[tuple], bool] = lambda _path: Tr
         merged.leaves |= {p for p in shape.leaves if keep(p)}
         merged.objects |= shape.objects
         merged.proven_strings |= shape.proven_strings
-        merged.valued |= shape.valued
+        for path, kinds in shape.kinds.items():
+            merged.kinds.setdefault(path, set()).update(kinds)
     return merged
 
 
@@ -263,7 +264,9 @@ def _write_tables(writer: TableWriter, known: KnownPaths) -> list[TableWrite]:
             writer.drop(p)
     else:
         raise RuntimeError("event shapes kept changing while the batch was extracted")
-    writes = [writer.insert(p) for p in prepared]
+    # Fast inserts that add columns first: they are the ones likely to stop the transaction (on a kind
+    # guessed from a few samples), so little work is lost when one does.
+    writes = [writer.insert(p) for p in sorted(prepared, key=lambda p: not (p.fast and p.adds_columns))]
     users = writer.refresh_users()
     if users:
         writes.append(TableWrite(spec.USERS_TABLE, rows=users))

@@ -246,6 +246,8 @@ class Prepared:
     # Fast path only: the parameters `vals` binds, and the SQL condition of a value it cannot take.
     params: dict | None = None
     checks: str | None = None
+    new_kinds: dict[str, str] = field(default_factory=dict)  # the new columns' kinds, decided already
+    adds_columns: bool = False  # the plan holds keys without a column yet (the riskier fast inserts)
 
     @property
     def fast(self) -> bool:
@@ -442,20 +444,20 @@ class TableWriter:
         tests = [f"starts_with(f{slot[p]}, '{{')" for p in leaves]
         tests += [self._conflict_test(columns[column], slot[path]) for column, path in typed]
         # Rejected keys need discard rows and values reached by pointer are best computed next to a
-        # stored parse: both take the checked path. So does a new column with a value (its kind comes
-        # from the values; `sure_miss` when discovery saw one); a key whose values are all null or ""
-        # so far has no column yet, and a fast insert passes it by, as the checked path would.
-        sure_miss = any(p in shape.valued for c, c_paths in plan.columns.items() if c not in columns for p in c_paths)
-        if self.fast and table not in self.checked and not plan.rejected and not access.pointers and not sure_miss:
-            new_values = [
-                f"cdp_present(f{slot[p]})" if is_json[p] else f"nullif(f{slot[p]}, '') IS NOT NULL"
-                for column, column_paths in plan.columns.items()
-                if column not in columns
-                for p in column_paths
-            ]
-            checks = " OR ".join(f"coalesce({test}, false)" for test in [*tests, *new_values]) or None
-            inline = f"(SELECT *{values} FROM ({parsed}))"
-            return Prepared(table, event_type, plan, inline, slot, is_json, set(), params=bound, checks=checks)
+        # stored parse: both take the checked path. New columns' kinds are guessed only for the event
+        # type that holds most of the batch, where storing the values costs most: elsewhere a wrong
+        # guess (a rewrite of the chunk) would cost more than the checked path.
+        new_kinds = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
+        fast = self.fast and table not in self.checked and not plan.rejected and not access.pointers
+        if fast and new_kinds is not None:
+            stops = [*tests, *self._new_column_tests(plan, columns, new_kinds, slot, is_json)]
+            return Prepared(
+                *(table, event_type, plan, f"(SELECT *{values} FROM ({parsed}))", slot, is_json, set()),
+                params=bound,
+                checks=" OR ".join(f"coalesce({test}, false)" for test in stops) or None,
+                new_kinds=new_kinds,
+                adds_columns=any(c not in columns for c in plan.columns),
+            )
         self._vals_count += 1
         vals = f"_vals_{self._vals_count}"
         if access.pointers:
@@ -483,12 +485,13 @@ class TableWriter:
         table, plan, vals, slot = prepared.table, prepared.plan, prepared.vals, prepared.slot
         standard = spec.standard_columns(prepared.event_type)
         columns = self.existing[table]
-        # On the fast path a new column's values were all null or "" (or the insert stops): no column.
+        # On the fast path the new columns' kinds are decided (the insert stops at a value that
+        # disagrees), and a key without a column so far still has no value (or the insert stops).
         new = [] if prepared.fast else [column for column in plan.columns if column not in columns]
         typed_new = [c for c in new if any(prepared.is_json[p] for p in plan.columns[c])]
         kinds = self._kinds_seen(typed_new, prepared) if typed_new else {}
         plain = self._plain_kinds(vals, plan, slot, [c for c in new if c not in kinds])
-        new_columns: dict[str, str] = {}
+        new_columns: dict[str, str] = dict(prepared.new_kinds)
         for column in new:
             kind = decide_kind(kinds[column]) if column in kinds else plain[column]
             if kind is not None:
@@ -529,6 +532,44 @@ class TableWriter:
         result.value_discards = self._discards(prepared, columns, checked)
         self.drop(prepared)
         return result
+
+    @staticmethod
+    def _guess_new_kinds(plan: ColumnPlan, columns: dict[str, str], shape: Shape, guess: bool) -> dict[str, str] | None:
+        """For the fast path: the kinds of the new columns discovery saw values for, guessed from those
+        values (the insert checks every value against the guess). A key seen only null or "" gets no
+        column yet. None when a new column's samples disagree on its kind, or there is one and `guess`
+        is false: the table takes the checked path."""
+        kinds: dict[str, str] = {}
+        for column, paths in plan.columns.items():
+            if column in columns:
+                continue
+            seen = set().union(*(shape.kinds.get(p, set()) for p in paths))
+            if len(seen) > 1 or (seen and not guess):
+                return None
+            if seen:
+                kinds[column] = seen.pop()
+        return kinds
+
+    @staticmethod
+    def _new_column_tests(
+        plan: ColumnPlan, columns: dict[str, str], kinds: dict[str, str], slot: dict[Path, int], is_json: dict
+    ) -> list[str]:
+        """What a fast insert must not meet in the columns it adds: a value of another kind than the
+        guessed one (the checked path would decide the same kind), a number too long for an int column;
+        and in a key without a column yet (seen only null or ""), any value."""
+        tests = []
+        for column, paths in plan.columns.items():
+            if column in columns:
+                continue
+            kind = kinds.get(column)
+            for f, as_json in ((f"f{slot[p]}", is_json[p]) for p in paths):
+                if kind is None:
+                    tests.append(f"cdp_present({f})" if as_json else f"nullif({f}, '') IS NOT NULL")
+                elif as_json:  # (plain text is always a string: only proven strings are extracted so)
+                    tests.append(f"cdp_kind({f}) <> '{kind}'")
+                    if kind != "string":
+                        tests.append(f"cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)})")
+        return tests
 
     @staticmethod
     def _fast_params(prepared: Prepared) -> dict:

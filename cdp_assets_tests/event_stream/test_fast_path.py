@@ -50,12 +50,20 @@ def _orders(prefix: str, n: int, **properties: object) -> list[dict]:
     ]
 
 
+def _pages(prefix: str, n: int, **properties: object) -> list[dict]:
+    return [
+        event("page", messageId=f"{prefix}-{i}", properties={"path": f"/{i}", "title": "Docs", **properties})
+        for i in range(n)
+    ]
+
+
 def test_a_steady_state_batch_goes_straight_from_the_parse(tmp_path) -> None:
-    pages = [event("page", messageId=f"p-{i}", properties={"path": f"/{i}", "title": "Docs"}) for i in range(5)]
-    wh, (first, second) = _twice(tmp_path, [_orders("a", 5) + pages, _orders("b", 5) + pages[:0]])
-    # The first batch creates the columns (checked); the second adds nothing, so all of it goes fast.
-    assert first.fast_path_writes == 0
-    assert second.fast_path_writes == 2 and second.fast_path_misses == {}  # tracks and order_completed
+    wh, (first, second) = _twice(tmp_path, [_orders("a", 2) + _pages("p", 5), _orders("b", 5)])
+    # Pages hold most of the first batch: their new columns' kinds are guessed from the samples, which
+    # every value agrees with, so they go fast; the orders' new columns are decided checked.
+    assert first.fast_path_writes == 1 and first.fast_path_misses == {}
+    # The second batch adds no column: tracks and order_completed both go fast.
+    assert second.fast_path_writes == 2 and second.fast_path_misses == {}
     assert second.tables == {"tracks": 5, "order_completed": 5}
     assert row(wh, "order_completed", "b-3")["seats"] == 3
 
@@ -115,3 +123,43 @@ def test_a_miss_rewrites_only_the_table_that_missed(tmp_path) -> None:
     # The rewrite checked order_completed; pages and tracks stayed on the fast path.
     assert second.fast_path_writes == 2
     assert query(wh, f"SELECT count(*) FROM {ES}.pages")[0][0] == 6
+
+
+def test_a_new_key_of_the_main_type_goes_fast_with_the_kind_its_sampled_values_show(tmp_path) -> None:
+    later = _pages("q", 3, coupon="SPRING", renews="2027-01-01", stars=4, flag=True, price=9.5)
+    wh, (_, second) = _twice(tmp_path, [_pages("p", 2), later])
+    assert second.fast_path_misses == {} and second.fast_path_writes == 1
+    assert sorted(second.new_columns["pages"]) == ["coupon", "flag", "price", "renews", "stars"]
+    cols = columns(wh, "pages")
+    assert (cols["coupon"], cols["renews"], cols["stars"], cols["flag"], cols["price"]) == (
+        "VARCHAR",
+        "TIMESTAMP WITH TIME ZONE",
+        "BIGINT",
+        "BOOLEAN",
+        "DOUBLE",
+    )
+    assert row(wh, "pages", "q-1")["stars"] == 4
+
+
+def test_a_new_key_of_another_type_is_decided_checked_without_a_miss(tmp_path) -> None:
+    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), [*_orders("b", 2, coupon="SPRING"), *_pages("p", 1)]])
+    assert second.fast_path_misses == {}
+    assert second.fast_path_writes == 1  # tracks; order_completed adds a column, pages is a new table
+    assert second.new_columns["order_completed"] == ["coupon"]
+
+
+def test_a_new_key_whose_values_disagree_with_the_sample_is_decided_on_the_checked_path(tmp_path) -> None:
+    # Discovery reads q-0 (an int); r-0's fraction makes the insert stop; checked, the first kind seen
+    # wins (int, the fraction truncated), and a string later makes another new column a string one.
+    later = [
+        *_pages("q", 1, stars=4, code=7),
+        *_pages("r", 1, stars=4.5, code="X7"),
+        *_pages("s", 1, stars=12345678901234567890, code=8),
+    ]
+    wh, (_, second) = _twice(tmp_path, [_pages("p", 2), later])
+    assert second.fast_path_misses == {"pages": 1}
+    cols = columns(wh, "pages")
+    assert (cols["stars"], cols["code"]) == ("BIGINT", "VARCHAR")
+    assert row(wh, "pages", "r-0")["stars"] == 4
+    assert row(wh, "pages", "r-0")["code"] == "X7"
+    assert [(d["row_id"], d["column_name"]) for d in discards(wh)] == [("s-0", "stars")]
