@@ -550,9 +550,9 @@ class TableWriter:
                 kinds[column] = seen.pop()
         return kinds
 
-    @staticmethod
+    @classmethod
     def _new_column_tests(
-        plan: ColumnPlan, columns: dict[str, str], kinds: dict[str, str], slot: dict[Path, int], is_json: dict
+        cls, plan: ColumnPlan, columns: dict[str, str], kinds: dict[str, str], slot: dict[Path, int], is_json: dict
     ) -> list[str]:
         """What a fast insert must not meet in the columns it adds: a value of another kind than the
         guessed one (the checked path would decide the same kind), a number too long for an int column;
@@ -562,13 +562,13 @@ class TableWriter:
             if column in columns:
                 continue
             kind = kinds.get(column)
-            for f, as_json in ((f"f{slot[p]}", is_json[p]) for p in paths):
+            for index, as_json in ((slot[p], is_json[p]) for p in paths):
                 if kind is None:
-                    tests.append(f"cdp_present({f})" if as_json else f"nullif({f}, '') IS NOT NULL")
+                    tests.append(f"cdp_present(f{index})" if as_json else f"nullif(f{index}, '') IS NOT NULL")
                 elif as_json:  # (plain text is always a string: only proven strings are extracted so)
-                    tests.append(f"cdp_kind({f}) <> '{kind}'")
+                    tests.append(f"cdp_kind(f{index}) <> '{kind}'")
                     if kind != "string":
-                        tests.append(f"cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)})")
+                        tests.append(cls._conflict_test(kind, index))
         return tests
 
     @staticmethod
