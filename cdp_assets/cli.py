@@ -96,6 +96,7 @@ def _load_options(settings, chunk_files: int | None, transformations: str | None
     )
     return LoadOptions(
         chunk_files=chunk_files or settings.load_chunk_files,
+        chunk_lines=settings.load_chunk_lines,
         chunk_bytes=settings.load_chunk_mb * 1024 * 1024,
         transformations=tuple(resolve(names)),
         destination=Destination(id="cdp-warehouse", type=settings.warehouse_engine.upper()),

@@ -28,8 +28,10 @@ class Settings:
     landing_url: str
     aws_endpoint_url: str | None
     warehouse_engine: str
-    # Loader tuning: one transaction loads at most this many files and this many compressed megabytes
-    # (about 200,000 events at the default), which bounds the memory a load needs.
+    # Loader tuning: one transaction loads about `load_chunk_lines` lines (None: one DuckDB row group
+    # per engine thread, see event_stream/chunking.py), and at most this many files and compressed
+    # megabytes, which bound the memory a load needs.
+    load_chunk_lines: int | None
     load_chunk_files: int
     load_chunk_mb: int
     # Names of transformations (see event_stream/transformations.py) applied before the warehouse.
@@ -95,8 +97,9 @@ def get_settings() -> Settings:
         landing_url=landing_url,
         aws_endpoint_url=_env("AWS_ENDPOINT_URL"),
         warehouse_engine=engine,
+        load_chunk_lines=_int("CDP_LOAD_CHUNK_LINES", 0) or None,
         load_chunk_files=_int("CDP_LOAD_CHUNK_FILES", 2000),
-        load_chunk_mb=_int("CDP_LOAD_CHUNK_MB", 32),
+        load_chunk_mb=_int("CDP_LOAD_CHUNK_MB", 64),
         warehouse_transformations=transformations,
         discard_ratio_threshold=_float("CDP_DISCARD_RATIO_THRESHOLD", 0.05),
         tracks_freshness_hours=_float("CDP_TRACKS_FRESHNESS_HOURS", 2.0),

@@ -212,6 +212,7 @@ def event_stream_load(
     store = landing.get_store()
     options = LoadOptions(
         chunk_files=settings.load_chunk_files,
+        chunk_lines=settings.load_chunk_lines,
         chunk_bytes=settings.load_chunk_mb * 1024 * 1024,
         transformations=tuple(resolve(settings.warehouse_transformations)),
     )

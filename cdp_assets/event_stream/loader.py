@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -20,11 +20,12 @@ from datetime import UTC, date, datetime
 import duckdb
 
 from cdp_assets.event_stream import ledger, spec
+from cdp_assets.event_stream.chunking import ChunkLimits, ChunkPlanner, target_lines
 from cdp_assets.event_stream.classify import Destination, classify, counts_by_file
 from cdp_assets.event_stream.flatten import Shape
 from cdp_assets.event_stream.landing import LandingFile, LandingStore
 from cdp_assets.event_stream.naming import quote
-from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage
+from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage, stage_size
 from cdp_assets.event_stream.transformations import Transformation
 from cdp_assets.event_stream.writer import (
     FastPathMiss,
@@ -86,9 +87,11 @@ class LoadSummary:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    # A chunk is one transaction: as many files as fit in this many compressed bytes (about 200,000
-    # events, a few hundred MB once staged), at most `chunk_files` files.
-    chunk_bytes: int = 32 * 1024 * 1024
+    # A chunk is one transaction of whole files: about `chunk_lines` lines (None: one row group per
+    # engine thread, see chunking), within caps on compressed bytes, estimated text and files.
+    chunk_lines: int | None = None
+    chunk_bytes: int = 64 * 1024 * 1024
+    chunk_text_bytes: int = 480 * 1024 * 1024
     chunk_files: int = 2000
     transformations: tuple[Transformation, ...] = ()
     destination: Destination = Destination(id="cdp-warehouse", type="DUCKDB")
@@ -97,17 +100,16 @@ class LoadOptions:
     fast_path: bool = True
 
 
-def _chunks(files: list[LandingFile], options: LoadOptions) -> Iterator[list[LandingFile]]:
-    chunk: list[LandingFile] = []
-    size = 0
-    for file in files:
-        if chunk and (len(chunk) >= options.chunk_files or size + file.size > options.chunk_bytes):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(file)
-        size += file.size
-    if chunk:
-        yield chunk
+def _planner(conn: duckdb.DuckDBPyConnection, options: LoadOptions) -> ChunkPlanner:
+    threads = int(conn.execute("SELECT current_setting('threads')").fetchone()[0])
+    return ChunkPlanner(
+        ChunkLimits(
+            lines=options.chunk_lines or target_lines(threads),
+            compressed_bytes=options.chunk_bytes,
+            text_bytes=options.chunk_text_bytes,
+            files=options.chunk_files,
+        )
+    )
 
 
 def load_events(
@@ -124,13 +126,16 @@ def load_events(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     summary = LoadSummary(load_id=_new_load_id(started), landing_url=landing.url, warehouse=warehouse.describe())
-    with warehouse.connect() as conn:
+    with warehouse.connect() as conn, _no_vacuum(conn):
         _prepare(conn, options)
-        todo = ledger.pending(landing.list_files(), ledger.loaded_versions(conn))
-        notify("listed", {"pending_files": len(todo)})
+        pending = deque(ledger.pending(landing.list_files(), ledger.loaded_versions(conn)))
+        notify("listed", {"pending_files": len(pending)})
         known = ledger.known_paths(conn)
-        for chunk in _chunks(todo, options):
-            _load_chunk(conn, landing, chunk, options, summary, known)
+        planner = _planner(conn, options)
+        while pending:
+            chunk = planner.take(pending)
+            lines, text_bytes = _load_chunk(conn, landing, chunk, options, summary, known)
+            planner.observe(sum(file.size for file in chunk), lines, text_bytes)
             summary.chunks += 1
             notify("chunk_committed", {"chunk": summary.chunks, "files": len(chunk), "lines": summary.lines})
         summary.seconds = round(time.perf_counter() - clock, 3)
@@ -141,6 +146,30 @@ def load_events(
 
 def _new_load_id(started: datetime) -> str:
     return f"{started.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def _no_vacuum(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Commit chunks without merging row groups at their checkpoints.
+
+    A chunk's insert into a big table ends its row groups with a partial one, and the next chunk's
+    insert can start with a small one; DuckDB's checkpoint then rewrites (decompresses and compresses
+    again) the partial row groups and everything it merges them with, on one thread, at every commit:
+    2-8 s of a 1M-event load, more in a warehouse that already holds data. Without it, a chunk that
+    inserts more than a row group into a table may leave a small row group there (a few thousand rows):
+    the table scans at the same speed (measured on 1M pages) and the file is no bigger, and a later
+    checkpoint with vacuum on (a backfill's delete, say) merges them. The setting is global to the database
+    instance, so it is put back when the load ends, after a checkpoint: otherwise the one DuckDB runs
+    when the connection closes would do the merging.
+    """
+    conn.execute("SET max_vacuum_tasks = 0")
+    try:
+        yield
+    finally:
+        # It fails while another connection's transaction is open; the checkpoint at close then merges.
+        with contextlib.suppress(duckdb.Error):
+            conn.execute("CHECKPOINT")
+        conn.execute("RESET max_vacuum_tasks")
 
 
 def _prepare(conn: duckdb.DuckDBPyConnection, options: LoadOptions) -> None:
@@ -157,7 +186,8 @@ def _load_chunk(
     options: LoadOptions,
     summary: LoadSummary,
     known: KnownPaths,
-) -> None:
+) -> tuple[int, int]:
+    """Load one chunk in one transaction; return the lines and text bytes it staged."""
     with contextlib.ExitStack() as stack:
         staged = [
             StagedFile(idx=i, file=file, path=stack.enter_context(landing.local_copy(file)))
@@ -165,6 +195,7 @@ def _load_chunk(
         ]
         clock = time.perf_counter()
         create_stage(conn, staged)
+        staged_lines, staged_text = stage_size(conn)
         clock = summary.timed("stage", clock)
         uuid_ts = datetime.now(UTC)
         # Classification writes only the connection's temporary tables, so it stays valid when the
@@ -208,6 +239,7 @@ def _load_chunk(
         )
         for table in (*scratch, "_direct"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+    return staged_lines, staged_text
 
 
 def _merge(shapes: list[Shape], keep: Callable[[tuple], bool] = lambda _path: True) -> Shape:

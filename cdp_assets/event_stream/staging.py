@@ -90,6 +90,12 @@ def create_stage(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> No
     _restage_inexact(conn, [s for s in files if s.recovered_lines is None])
 
 
+def stage_size(conn: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The staged lines (blank ones included) and their text bytes."""
+    lines, text = conn.execute("SELECT count(*), coalesce(sum(strlen(raw)), 0) FROM _raw").fetchone()
+    return int(lines), int(text)
+
+
 def _restage_inexact(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
     """Read again, exactly, the files whose lines the CSV reader did not return byte for byte."""
     if not files:
