@@ -72,34 +72,40 @@ def sampled_kind(value: object) -> str:
 class Shape:
     """The payload paths seen in sample events: leaves (value positions), objects, for each leaf
     whether a sampled value already proves it a string column (a non-empty, non-datetime string), and
-    the kinds of its sampled values that would give it a column (not null, not "")."""
+    the kinds of its sampled values that would give it a column (not null, not ""), each with the
+    lowest sequence number it was sampled at."""
 
     leaves: set[Path] = field(default_factory=set)
     objects: set[Path] = field(default_factory=set)
     proven_strings: set[Path] = field(default_factory=set)
     # Named as `cdp_kind` in SQL names them; a guess only: the fast path checks every value against it
     # (see writer.TableWriter).
-    kinds: dict[Path, set[str]] = field(default_factory=dict)
+    kinds: dict[Path, dict[str, int]] = field(default_factory=dict)
 
-    def add_event(self, event: dict, objects: Iterable[str]) -> None:
+    def add_event(self, event: dict, objects: Iterable[str], seq: int = 0) -> None:
+        """Add a sampled event; `seq` is its position in the batch."""
         for obj in objects:
             node = event.get(obj)
             if isinstance(node, dict):
-                self._walk(node, (obj,))
+                self._walk(node, (obj,), seq)
 
-    def _walk(self, node: dict, path: Path) -> None:
+    def add_kind(self, path: Path, kind: str, seq: int) -> None:
+        seen = self.kinds.setdefault(path, {})
+        seen[kind] = min(seq, seen.get(kind, seq))
+
+    def _walk(self, node: dict, path: Path, seq: int) -> None:
         self.objects.add(path)
         for key, value in node.items():
             child = (*path, key)
             if isinstance(value, dict):
                 if value:
-                    self._walk(value, child)
+                    self._walk(value, child, seq)
                 else:
                     self.objects.add(child)
                 continue
             self.leaves.add(child)
             if value is not None and value != "":
-                self.kinds.setdefault(child, set()).add(sampled_kind(value))
+                self.add_kind(child, sampled_kind(value), seq)
             if isinstance(value, list) or (isinstance(value, str) and value and not looks_like_datetime(value)):
                 self.proven_strings.add(child)
 

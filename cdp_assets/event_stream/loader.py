@@ -249,7 +249,8 @@ def _merge(shapes: list[Shape], keep: Callable[[tuple], bool] = lambda _path: Tr
         merged.objects |= shape.objects
         merged.proven_strings |= shape.proven_strings
         for path, kinds in shape.kinds.items():
-            merged.kinds.setdefault(path, set()).update(kinds)
+            for kind, seq in kinds.items():
+                merged.add_kind(path, kind, seq)
     return merged
 
 

@@ -384,7 +384,7 @@ class TableWriter:
                 read.add(seq)
                 key = todo[seq]
                 shape = shapes.setdefault(key, Shape())
-                shape.add_event(json.loads(raw), spec.PAYLOAD_OBJECTS[key[0]])
+                shape.add_event(json.loads(raw), spec.PAYLOAD_OBJECTS[key[0]], seq)
                 known.objects |= shape.objects
             # Nothing new learnt, or one round by structure has read every distinct shape: settled.
             if len(known.objects) == before or thorough or round_ >= KEY_GROUPING_ROUNDS:
@@ -447,10 +447,11 @@ class TableWriter:
         # stored parse: both take the checked path. New columns' kinds are guessed only for the event
         # type that holds most of the batch, where storing the values costs most: elsewhere a wrong
         # guess (a rewrite of the chunk) would cost more than the checked path.
-        new_kinds = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
+        guessed = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
         fast = self.fast and table not in self.checked and not plan.rejected and not access.pointers
-        if fast and new_kinds is not None:
-            stops = [*tests, *self._new_column_tests(plan, columns, new_kinds, slot, is_json)]
+        if fast and guessed is not None:
+            new_kinds = guessed[0]
+            stops = [*tests, *self._new_column_tests(plan, columns, guessed, slot, is_json)]
             return Prepared(
                 *(table, event_type, plan, f"(SELECT *{values} FROM ({parsed}))", slot, is_json, set()),
                 params=bound,
@@ -534,29 +535,56 @@ class TableWriter:
         return result
 
     @staticmethod
-    def _guess_new_kinds(plan: ColumnPlan, columns: dict[str, str], shape: Shape, guess: bool) -> dict[str, str] | None:
-        """For the fast path: the kinds of the new columns discovery saw values for, guessed from those
-        values (the insert checks every value against the guess). A key seen only null or "" gets no
-        column yet. None when a new column's samples disagree on its kind, or there is one and `guess`
-        is false: the table takes the checked path."""
+    def _guess_new_kinds(
+        plan: ColumnPlan, columns: dict[str, str], shape: Shape, guess: bool
+    ) -> tuple[dict[str, str], dict[str, tuple[str, int]]] | None:
+        """For the fast path: the kinds of the new columns discovery saw values for, as the checked path
+        would decide them over the whole batch (see flatten.decide_kind), guessed from the samples; the
+        insert checks every value against the guess. A key seen only null or "" gets no column yet.
+
+        - A string among the samples: string, whatever else comes (a string wins).
+        - Ints and floats: the kind sampled first, and the other one may only come after that line
+          (they fit each other's columns, so the first kind decides); the second map holds, per such
+          column, the other kind and the sampled line it must not come at or before.
+        None when samples disagree otherwise, or there is a new kind and `guess` is false: the table
+        takes the checked path."""
         kinds: dict[str, str] = {}
+        after: dict[str, tuple[str, int]] = {}
         for column, paths in plan.columns.items():
             if column in columns:
                 continue
-            seen = set().union(*(shape.kinds.get(p, set()) for p in paths))
-            if len(seen) > 1 or (seen and not guess):
+            seen: dict[str, int] = {}
+            for path in paths:
+                for kind, seq in shape.kinds.get(path, {}).items():
+                    seen[kind] = min(seq, seen.get(kind, seq))
+            if seen and not guess:
                 return None
-            if seen:
-                kinds[column] = seen.pop()
-        return kinds
+            if "string" in seen:
+                kinds[column] = "string"
+            elif set(seen) == {"int", "float"}:
+                first, other = sorted(seen, key=lambda kind: seen[kind])
+                kinds[column] = first
+                after[column] = (other, seen[first])
+            elif len(seen) > 1:
+                return None
+            elif seen:
+                kinds[column] = next(iter(seen))
+        return kinds, after
 
     @classmethod
     def _new_column_tests(
-        cls, plan: ColumnPlan, columns: dict[str, str], kinds: dict[str, str], slot: dict[Path, int], is_json: dict
+        cls,
+        plan: ColumnPlan,
+        columns: dict[str, str],
+        guessed: tuple[dict[str, str], dict[str, tuple[str, int]]],
+        slot: dict[Path, int],
+        is_json: dict,
     ) -> list[str]:
         """What a fast insert must not meet in the columns it adds: a value of another kind than the
-        guessed one (the checked path would decide the same kind), a number too long for an int column;
-        and in a key without a column yet (seen only null or ""), any value."""
+        guessed one (but any value in a string column, and the other number kind after its line), a
+        number too long for an int column; and in a key without a column yet (seen only null or ""),
+        any value."""
+        kinds, after = guessed
         tests = []
         for column, paths in plan.columns.items():
             if column in columns:
@@ -565,10 +593,16 @@ class TableWriter:
             for index, as_json in ((slot[p], is_json[p]) for p in paths):
                 if kind is None:
                     tests.append(f"cdp_present(f{index})" if as_json else f"nullif(f{index}, '') IS NOT NULL")
-                elif as_json:  # (plain text is always a string: only proven strings are extracted so)
+                elif kind == "string" or not as_json:  # (plain text is extracted only for proven strings)
+                    continue
+                elif column in after:
+                    other, seq = after[column]
+                    tests.append(f"cdp_kind(f{index}) NOT IN ('{kind}', '{other}')")
+                    tests.append(f"(cdp_kind(f{index}) = '{other}' AND seq <= {int(seq)})")
+                    tests.append(cls._conflict_test(kind, index))
+                else:
                     tests.append(f"cdp_kind(f{index}) <> '{kind}'")
-                    if kind != "string":
-                        tests.append(cls._conflict_test(kind, index))
+                    tests.append(cls._conflict_test(kind, index))
         return tests
 
     @staticmethod

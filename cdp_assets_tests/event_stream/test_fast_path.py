@@ -163,3 +163,41 @@ def test_a_new_key_whose_values_disagree_with_the_sample_is_decided_on_the_check
     assert row(wh, "pages", "r-0")["stars"] == 4
     assert row(wh, "pages", "r-0")["code"] == "X7"
     assert [(d["row_id"], d["column_name"]) for d in discards(wh)] == [("s-0", "stars")]
+
+
+def _page(message_id: str, **properties: object) -> dict:
+    return event("page", messageId=message_id, properties={"path": "/", "title": "Docs", **properties})
+
+
+def test_ints_and_floats_in_the_samples_go_fast_with_the_kind_sampled_first(tmp_path) -> None:
+    # Each line holds other keys, so discovery samples each: an int first makes an int column (the
+    # fraction truncated into it), a fraction first a float column (the int converted), as checked.
+    later = [_page("q-0", stars=4, a=1), _page("r-0", stars=4.5, b=1), _page("s-0", rate=0.5, c=1)]
+    later += [_page("t-0", rate=2, d=1)]
+    wh, (_, second) = _twice(tmp_path, [_pages("p", 2), later])
+    assert second.fast_path_misses == {} and second.fast_path_writes == 1
+    cols = columns(wh, "pages")
+    assert (cols["stars"], cols["rate"]) == ("BIGINT", "DOUBLE")
+    assert (row(wh, "pages", "r-0")["stars"], row(wh, "pages", "t-0")["rate"]) == (4, 2.0)
+    assert discards(wh) == []
+
+
+def test_the_other_number_kind_before_the_first_sampled_line_of_the_guess_stops_the_insert(tmp_path) -> None:
+    # q-0 is its group's sample and holds no value; q-1, same keys, is not sampled and holds the batch's
+    # first number, a fraction. The samples say int (r-0) before float (s-0): the insert meets q-1's
+    # fraction before r-0's line and stops; checked, the fraction came first: a float column.
+    later = [_page("q-0", stars="", a=1), _page("q-1", stars=1.5, a=1)]
+    later += [_page("r-0", stars=2, b=1), _page("s-0", stars=2.5, c=1)]
+    wh, (_, second) = _twice(tmp_path, [_pages("p", 2), later])
+    assert second.fast_path_misses == {"pages": 1}
+    assert columns(wh, "pages")["stars"] == "DOUBLE"
+    assert row(wh, "pages", "r-0")["stars"] == 2.0
+
+
+def test_a_sampled_string_makes_a_string_column_whatever_the_other_values_are(tmp_path) -> None:
+    # q-1 (not sampled) holds an int and a boolean where q-0 held strings: a string wins, checked too.
+    later = [_page("q-0", code="X7", note="hi"), _page("q-1", code=5, note=True)]
+    wh, (_, second) = _twice(tmp_path, [_pages("p", 2), later])
+    assert second.fast_path_misses == {} and second.fast_path_writes == 1
+    assert (columns(wh, "pages")["code"], columns(wh, "pages")["note"]) == ("VARCHAR", "VARCHAR")
+    assert (row(wh, "pages", "q-1")["code"], row(wh, "pages", "q-1")["note"]) == ("5", "true")
