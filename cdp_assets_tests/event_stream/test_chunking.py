@@ -137,3 +137,20 @@ def test_chunks_commit_without_vacuum_and_the_setting_comes_back(tmp_path: Path)
         assert seen == [0, 0, 0]
         assert other.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0] == default > 0
         assert other.execute(f"SELECT count(*) FROM {ES}.pages").fetchone()[0] == 60
+
+
+def test_chunk_settings_come_from_the_environment(monkeypatch):
+    from cdp_assets.cli import _load_options
+    from cdp_assets.settings import SettingsError, get_settings
+
+    for name in ("CDP_LOAD_CHUNK_LINES", "CDP_LOAD_CHUNK_MB", "CDP_LOAD_CHUNK_FILES"):
+        monkeypatch.delenv(name, raising=False)
+    options = _load_options(get_settings(), None, None)
+    assert (options.chunk_lines, options.chunk_bytes, options.chunk_files) == (None, 64 << 20, 2000)
+    monkeypatch.setenv("CDP_LOAD_CHUNK_LINES", "100000")
+    monkeypatch.setenv("CDP_LOAD_CHUNK_MB", "16")
+    options = _load_options(get_settings(), None, None)
+    assert (options.chunk_lines, options.chunk_bytes) == (100_000, 16 << 20)
+    monkeypatch.setenv("CDP_LOAD_CHUNK_LINES", "0")
+    with pytest.raises(SettingsError, match="CDP_LOAD_CHUNK_LINES must be at least 1"):
+        get_settings()
