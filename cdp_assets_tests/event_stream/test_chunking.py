@@ -77,8 +77,8 @@ def test_a_small_tail_joins_the_last_chunk_but_a_bigger_one_does_not():
     ("limits", "expected"),
     [
         (_limits(compressed=25_000), [3, 3, 3, 1]),  # 8 KB files: three fit 25 KB
-        (_limits(text=150_000), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),  # text is 10x: 80 KB a file
-        (_limits(text=250_000), [3, 3, 3, 1]),
+        (_limits(text=150_000), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]),  # text is 12x: 96 KB a file
+        (_limits(text=250_000), [2, 2, 2, 2, 2]),
         (_limits(files=4), [4, 4, 2]),
     ],
 )
