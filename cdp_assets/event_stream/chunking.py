@@ -70,7 +70,7 @@ class ChunkPlanner:
         # A last chunk of a few lines would cost a chunk's fixed work (discovery, a statement per table,
         # a commit) for little: files that would make one go with this chunk, within the caps.
         lines = self.limits.lines
-        if sum(file.size for file in pending) / per_line <= lines * (1 + TAIL_FRACTION):
+        if self._rest_fits(pending, lines * (1 + TAIL_FRACTION) * per_line):
             lines = lines * (1 + TAIL_FRACTION)
         chunk: list[LandingFile] = []
         size = 0
@@ -87,6 +87,17 @@ class ChunkPlanner:
             chunk.append(pending.popleft())
             size = grown
         return chunk
+
+    @staticmethod
+    def _rest_fits(pending: deque[LandingFile], budget: float) -> bool:
+        """Whether all pending files hold at most `budget` compressed bytes, reading only as many files
+        as it takes to tell (a backlog can hold many thousands)."""
+        total = 0
+        for file in pending:
+            total += file.size
+            if total > budget:
+                return False
+        return True
 
     def observe(self, compressed_bytes: int, lines: int, text_bytes: int) -> None:
         """What a loaded chunk turned out to hold: the next estimates use it."""
