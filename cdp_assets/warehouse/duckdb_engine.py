@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -14,6 +16,11 @@ from cdp_assets.warehouse.base import WarehouseError
 # DuckDB allows one writing process per file. A second writer waits this long for the first to finish
 # (a sensor-started load behind a scheduled one) before giving up with a clear message.
 LOCK_WAIT_SECONDS = 120.0
+# Rows per row group in what this project writes: a quarter of DuckDB's default (122,880). An insert
+# compresses its full row groups on all threads, but the partial one it ends with on one thread, after
+# the others; with the default size that tail was up to half of a load chunk's biggest table, and a 1M-
+# event load took 15-18% longer (`cdp bench ingest`). Scans are no slower and the file about 6% bigger.
+ROW_GROUP_SIZE = 32_768
 
 
 class DuckDBWarehouse:
@@ -32,7 +39,7 @@ class DuckDBWarehouse:
         if read_only and not self.path.exists():
             raise WarehouseError(f"no warehouse at {self.path} yet: run a load first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._open(read_only)
+        conn = _INSTANCES.connect(self.path, read_only)
         try:
             # Timestamps are written and compared in UTC whatever the machine's zone is.
             conn.execute("SET TimeZone = 'UTC'")
@@ -45,20 +52,7 @@ class DuckDBWarehouse:
             conn.execute(f"SET temp_directory = '{self.path.parent / '.duckdb_tmp'}'")
             yield conn
         finally:
-            conn.close()
-
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise WarehouseError(
-                        f"cannot open {self.path}: {exc}. Another process (a load, dbt, or an open "
-                        "DuckDB shell) is writing to it; DuckDB allows one writer at a time."
-                    ) from exc
-                time.sleep(0.5)
+            _INSTANCES.release(self.path, conn)
 
     def table_columns(self, conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
         rows = conn.execute(
@@ -80,3 +74,88 @@ class DuckDBWarehouse:
         for table, column, dtype in rows:
             tables.setdefault(table, {})[column] = dtype
         return tables
+
+
+@dataclass
+class _Instance:
+    root: duckdb.DuckDBPyConnection
+    alias: str
+    read_only: bool
+    users: int = 0
+
+
+class _Instances:
+    """One DuckDB instance per warehouse file in this process; every connection is a cursor of it.
+
+    The file is attached to an in-memory instance rather than opened directly, because only ATTACH
+    takes a row-group size (see ROW_GROUP_SIZE). DuckDB refuses a second instance on a file one in the
+    process holds, so the connections of this process share one, as `duckdb.connect(path)` would
+    share its own; the last to close closes it, which checkpoints the file and frees it for other
+    processes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[Path, _Instance] = {}
+
+    def connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            instance = self._open.get(path)
+            if instance is None:
+                instance = self._open[path] = _Instance(_attach(path, read_only), _alias(path), read_only)
+            elif instance.read_only and not read_only:
+                raise WarehouseError(
+                    f"cannot write to {path}: this process has it open read-only; close that connection first"
+                )
+            conn = instance.root.cursor()
+            instance.users += 1
+        try:
+            conn.execute(f"USE {_quote(instance.alias)}")
+        except BaseException:
+            self.release(path, conn)
+            raise
+        return conn
+
+    def release(self, path: Path, conn: duckdb.DuckDBPyConnection) -> None:
+        conn.close()
+        with self._lock:
+            instance = self._open[path]
+            instance.users -= 1
+            if instance.users == 0:
+                del self._open[path]
+                instance.root.close()
+
+
+_INSTANCES = _Instances()
+# Catalog names an in-memory instance has already.
+_TAKEN_NAMES = {"memory", "system", "temp"}
+
+
+def _alias(path: Path) -> str:
+    """The name the file's catalog gets: its stem, as `duckdb.connect(path)` would name it."""
+    return path.stem if path.stem.lower() not in _TAKEN_NAMES else "warehouse"
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _attach(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    options = "READ_ONLY" if read_only else f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}"
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        root = duckdb.connect()
+        try:
+            root.execute(f"ATTACH ? AS {_quote(_alias(path))} ({options})", [str(path)])
+            return root
+        except duckdb.IOException as exc:
+            root.close()
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise WarehouseError(
+                    f"cannot open {path}: {exc}. Another process (a load, dbt, or an open "
+                    "DuckDB shell) is writing to it; DuckDB allows one writer at a time."
+                ) from exc
+            time.sleep(0.5)
+        except BaseException:
+            root.close()
+            raise
