@@ -61,6 +61,9 @@ DISCARDS_COLUMNS: dict[str, str] = {
 
 # The objects whose keys become columns, per type. Context is flattened for every type (under the
 # `context_` prefix); properties for track/page/screen; root traits for identify/group/alias.
+# The objects RudderStack documents in `context`: a load starts knowing them, so shape discovery groups
+# events by their keys from its first round instead of finding them in samples first.
+CONTEXT_OBJECTS = ("app", "campaign", "device", "library", "network", "os", "page", "screen", "traits")
 PAYLOAD_OBJECTS: dict[str, tuple[str, ...]] = {
     "track": ("context", "properties"),
     "page": ("context", "properties"),

@@ -133,12 +133,17 @@ class TableWrite:
 
 @dataclass
 class KnownPaths:
-    """Payload objects known to exist; discovery groups events by the keys they hold at each of them.
+    """Payload objects known to exist (or documented to: spec.CONTEXT_OBJECTS); discovery groups events
+    by the keys they hold at each of them.
 
     Kept for the whole load and persisted in the ledger, so a load starts where the last one ended.
     """
 
-    objects: set[Path] = field(default_factory=lambda: {(obj,) for obj in ("context", "properties", "traits")})
+    objects: set[Path] = field(
+        default_factory=lambda: (
+            {(obj,) for obj in ("context", "properties", "traits")} | {("context", obj) for obj in spec.CONTEXT_OBJECTS}
+        )
+    )
 
 
 GroupKey = tuple[str, str | None]  # (event type, event table)
@@ -357,38 +362,49 @@ class TableWriter:
         shapes: dict[GroupKey, Shape] = {}
         read: set[int] = set()
         payload = [json_pointer(obj) for obj in ("context", "properties", "traits")]
+        # After a first round grouped by classification's `keys_hash`: the groups whose events must be
+        # grouped again by the keys at the objects that round found (see `_regroup`); None: all events.
+        regroup: list[int | None] | None = None
         for round_ in range(MAX_DISCOVERY_ROUNDS):
             pointers = key_pointers(known)
+            where, params = "", {}
             if thorough or round_ >= KEY_GROUPING_ROUNDS:
                 grouping = "hash(list_transform(json_extract(raw, $payload), lambda x: json_structure(x)))"
                 params = {"payload": payload}
             elif round_ == 0 and pointers == self.hashed_pointers:
                 # Classification hashed every line's keys at the objects known when the chunk began.
-                grouping, params = "keys_hash", {}
+                grouping = "keys_hash"
             else:
                 grouping = "hash(json_keys(raw, $pointers))"
                 params = {"pointers": pointers}
-            source = "_cls WHERE status = 'loaded'" if grouping == "keys_hash" else "_loaded_all"
+                if regroup is not None:
+                    where = "WHERE keys_hash IN (SELECT unnest($regroup)) OR keys_hash IS NULL"
+                    params["regroup"] = [g for g in regroup if g is not None]
+            source = "_cls WHERE status = 'loaded'" if grouping == "keys_hash" else f"_loaded_all {where}"
             groups = self.conn.execute(
-                f"""SELECT event_type, event_table, min(seq) AS first_seq FROM {source}
-                    GROUP BY event_type, event_table, {grouping}""",
+                f"""SELECT event_type, event_table, min(seq) AS first_seq, {grouping} AS grp FROM {source}
+                    GROUP BY event_type, event_table, grp""",
                 params,
             ).fetchall()
-            todo = {seq: (etype, etable) for etype, etable, seq in groups if seq not in read}
+            todo = {seq: (etype, etable, grp) for etype, etable, seq, grp in groups if seq not in read}
             if not todo:
                 break
-            before = len(known.objects)
+            before = set(known.objects)
+            samples: dict[int | None, list[dict]] = {}
             for seq, raw in self.conn.execute(
                 "SELECT rowid, raw FROM _raw WHERE rowid IN (SELECT unnest($seqs))", {"seqs": list(todo)}
             ).fetchall():
                 read.add(seq)
-                key = todo[seq]
-                shape = shapes.setdefault(key, Shape())
-                shape.add_event(json.loads(raw), spec.PAYLOAD_OBJECTS[key[0]], seq)
+                etype, etable, grp = todo[seq]
+                event = json.loads(raw)
+                samples.setdefault(grp, []).append(event)
+                shape = shapes.setdefault((etype, etable), Shape())
+                shape.add_event(event, spec.PAYLOAD_OBJECTS[etype], seq)
                 known.objects |= shape.objects
             # Nothing new learnt, or one round by structure has read every distinct shape: settled.
-            if len(known.objects) == before or thorough or round_ >= KEY_GROUPING_ROUNDS:
+            if len(known.objects) == len(before) or thorough or round_ >= KEY_GROUPING_ROUNDS:
                 break
+            regroup = _regroup(samples, known.objects - before, before) if grouping == "keys_hash" else None
         else:
             raise RuntimeError(f"event shapes did not settle in {MAX_DISCOVERY_ROUNDS} rounds")
         return shapes
@@ -755,3 +771,27 @@ class TableWriter:
 def _widening(kind: str) -> set[str]:
     """Value kinds a column of `kind` takes without a discard besides its own."""
     return {"int": {"float"}, "float": {"int"}}.get(kind, set())
+
+
+def _regroup(samples: dict[int | None, list[dict]], new: set[Path], hashed: set[Path]) -> list[int | None] | None:
+    """The `keys_hash` groups whose events may differ in their keys at the objects just found (`new`).
+
+    Events of a group hold the same keys at every object that was hashed. A new object's outermost
+    ancestor that was not hashed is a key of a hashed object: where the group's sample lacks that key,
+    so does every event of the group, which therefore holds nothing at the new object. Only groups whose
+    sample holds it are grouped again. None (every event) when a new object has no hashed ancestor.
+    """
+    heads = set()
+    for path in new:
+        head = next(path[: i + 1] for i in range(len(path)) if path[: i + 1] not in hashed)
+        if head[:-1] not in hashed:
+            return None
+        heads.add(head)
+    return [grp for grp, events in samples.items() if any(_holds_key(e, h) for e in events for h in heads)]
+
+
+def _holds_key(event: dict, path: Path) -> bool:
+    node: object = event
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    return isinstance(node, dict) and path[-1] in node

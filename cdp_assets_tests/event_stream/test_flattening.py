@@ -295,3 +295,49 @@ def test_a_batch_mostly_of_pages_loads_like_a_mixed_batch(tmp_path):
     assert [(d["row_id"], d["column_name"], d["column_value"]) for d in page_discards] == [
         ("p-conflict", "size", "large")
     ]
+
+
+def test_an_object_found_in_one_group_is_looked_for_in_every_group_holding_its_key(landing, warehouse_path) -> None:
+    """Discovery's first round groups events by their keys at the objects known when the chunk began, so
+    "scalar" and "object" share a group (same keys in properties) and "scalar" is its sample. "learns"
+    (another group) shows that `cart` is an object: the group of "scalar" must be grouped again, or the
+    keys under `cart` in "object" would have no column."""
+    write_dump(
+        landing,
+        [
+            event(messageId="scalar", properties={"cart": "none"}),
+            event(messageId="object", properties={"cart": {"items": 3}}),
+            event(messageId="learns", properties={"cart": {"total": 9.5}, "coupon": "X"}),
+            event(messageId="other", properties={"plan": "pro"}),
+        ],
+    )
+    summary = load(landing, warehouse_path)
+    assert summary.loaded == 4
+    assert {k: row(warehouse_path, "order_completed", k)["cart_items"] for k in ("scalar", "object", "learns")} == {
+        "scalar": None,
+        "object": 3,
+        "learns": None,
+    }
+    assert row(warehouse_path, "order_completed", "learns")["cart_total"] == 9.5
+    assert row(warehouse_path, "order_completed", "scalar")["cart"] == "none"
+
+
+def test_only_groups_whose_sample_holds_a_new_objects_key_are_grouped_again() -> None:
+    from cdp_assets.event_stream.writer import _regroup
+
+    hashed = {("context",), ("properties",), ("context", "traits")}
+    samples = {
+        1: [{"properties": {"cart": "none"}}],  # holds the key (a scalar here, maybe not in its group)
+        2: [{"properties": {"plan": "pro"}}],
+        3: [{"context": {"traits": {"company": {"name": "Acme"}}}}],
+        None: [{"properties": {"cart": {"total": 1}}}],
+    }
+    # properties.cart.total.currency: its first unhashed ancestor is properties.cart.
+    assert sorted(_regroup(samples, {("properties", "cart"), ("properties", "cart", "x")}, hashed), key=str) == [
+        1,
+        None,
+    ]
+    assert _regroup(samples, {("context", "traits", "company")}, hashed) == [3]
+    assert _regroup(samples, {("context", "page")}, hashed) == []
+    # A new top-level object has no hashed parent: every event is grouped again.
+    assert _regroup(samples, {("integrations",)}, hashed) is None
