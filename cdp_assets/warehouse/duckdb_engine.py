@@ -19,7 +19,7 @@ LOCK_WAIT_SECONDS = 120.0
 # Rows per row group in what this project writes: a quarter of DuckDB's default (122,880). An insert
 # compresses its full row groups on all threads, but the partial one it ends with on one thread, after
 # the others; with the default size that tail was up to half of a load chunk's biggest table, and a 1M-
-# event load took 15-18% longer (`cdp bench ingest`). Scans are no slower and the file about 6% bigger.
+# event load took 14-18% longer (`cdp bench ingest`). Scans are no slower and the file about 6% bigger.
 ROW_GROUP_SIZE = 32_768
 
 
