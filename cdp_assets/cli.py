@@ -358,7 +358,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from cdp_assets.bench.ingest import format_report, run
 
-    result = run(args.events, seed=args.seed, workdir=args.workdir, files_dir=args.keep_files, history=args.history)
+    result = run(
+        args.events,
+        seed=args.seed,
+        workdir=args.workdir,
+        files_dir=args.keep_files,
+        history=args.history,
+        rounds=args.rounds,
+    )
     print(format_report(result), file=sys.stderr)
     _print_json(result)
     return 0
@@ -441,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="first record N earlier messages in the event load's ledger (deduplication checks every one)",
+    )
+    ingest.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="time both loads N times, alternating which goes first, and report the medians and every round",
     )
     ingest.set_defaults(func=cmd_bench_ingest)
     retl = bench_sub.add_parser("reverse-etl", help="the sync diff engine against a naive Python comparison")

@@ -132,12 +132,20 @@ def test_bench_ingest_runs_on_small_data(tmp_path: Path) -> None:
     assert "event load by phase: stage" in result.stderr
     # The kept files serve the next run of the same size and seed: the same lines, nothing generated.
     # This time the load deduplicates against earlier messages first recorded in its ledger.
-    result = cdp("bench", "ingest", "--events", "3000", "--keep-files", str(kept), "--history", "20000")
+    # Two rounds this time: the medians of both, and each round's pair.
+    result = cdp(
+        "bench", "ingest", "--events", "3000", "--keep-files", str(kept), "--history", "20000", "--rounds", "2"
+    )
     again = last_json(result)
     assert again["files_reused"] is True and again["generate_seconds"] is None
     assert (again["files"], again["lines"], again["loaded"]) == (report["files"], report["lines"], report["loaded"])
     assert report["history_messages"] == 0 and again["history_messages"] == 20000
     assert "deduplicated against 20,000 earlier messages" in result.stderr
+    assert len(report["rounds"]) == 1 and len(again["rounds"]) == 2
+    ratios = [r["ratio"] for r in again["rounds"]]
+    assert again["ratio_load_to_naive"] == pytest.approx(sum(ratios) / 2, abs=0.011)
+    assert again["load_seconds"] == pytest.approx(sum(r["load_seconds"] for r in again["rounds"]) / 2, abs=0.011)
+    assert "medians of 2 rounds" in result.stderr
 
 
 def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None:

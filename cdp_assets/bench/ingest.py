@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 from cdp_assets.event_stream.landing import LocalLandingStore
 from cdp_assets.sandbox.event_generator import generate_events
@@ -45,7 +46,12 @@ def _child(args: list[str]) -> Run:
 
 
 def run(
-    events: int, seed: int = 7, workdir: Path | None = None, files_dir: Path | None = None, history: int = 0
+    events: int,
+    seed: int = 7,
+    workdir: Path | None = None,
+    files_dir: Path | None = None,
+    history: int = 0,
+    rounds: int = 1,
 ) -> dict:
     """Generate `events` events (not timed), then time our load and the naive load of the same files.
 
@@ -55,6 +61,11 @@ def run(
     seed (generation takes about as long as the loads). With `history`, the full load's warehouse first
     records that many earlier messages (not timed), as a warehouse that has been loading for a while
     has: every load deduplicates against all of them.
+
+    With `rounds` > 1 the two loads run that many times, back to back, each round in the other order (a
+    machine whose speed drifts then favours neither), and the figures reported are the medians: the
+    speed of a shared machine can swing by a quarter within minutes, more than one pair can tell apart.
+    Every round's pair is in `rounds`; peak memory is the highest of any round.
     """
     with tempfile.TemporaryDirectory(prefix="cdp-bench-", dir=workdir) as tmp:
         root = Path(tmp)
@@ -70,37 +81,72 @@ def run(
             except OSError:  # another file system than the kept files
                 shutil.copyfile(f, target)
         small = _child(["load", str(quarter), str(root / "quarter.duckdb")])
-        if history:
-            recorded = _child(["history", str(root / "cdp.duckdb"), str(history)]).output["messages"]
-            if recorded != history:
-                raise RuntimeError(f"the ledger holds {recorded} earlier messages, not {history}")
-        ours = _child(["load", str(landing), str(root / "cdp.duckdb")])
-        naive = _child(["naive", str(landing), str(root / "naive.duckdb")])
+        pairs = [_round(root, landing, history, naive_first=index % 2 == 1) for index in range(rounds)]
+    ours, naive = pairs[0]
+    # The phases of the round whose event load took the median time (the lower one of an even count).
+    typical = sorted((o for o, _n in pairs), key=lambda o: o.seconds)[(len(pairs) - 1) // 2]
+    for other, _naive in pairs:
+        if {k: other.output[k] for k in _COUNTS} != {k: ours.output[k] for k in _COUNTS}:
+            raise RuntimeError("the event load's counts differ between rounds of the same files")
+    load_seconds = median(o.seconds for o, _n in pairs)
+    naive_seconds = median(n.seconds for _o, n in pairs)
     lines = ours.output["lines"]
     result = {
         "events": events,
         "files": len(files),
         "compressed_mb": round(size / 1e6, 1),
         "generate_seconds": None if gen_seconds is None else round(gen_seconds, 1),
-        "load_seconds": round(ours.seconds, 2),
-        "load_events_per_s": round(lines / ours.seconds),
-        "load_peak_mb": round(ours.peak_mb),
-        "naive_seconds": round(naive.seconds, 2),
-        "naive_events_per_s": round(naive.output["rows"] / naive.seconds),
-        "naive_peak_mb": round(naive.peak_mb),
-        "ratio_load_to_naive": round(ours.seconds / naive.seconds, 2),
+        "load_seconds": round(load_seconds, 2),
+        "load_events_per_s": round(lines / load_seconds),
+        "load_peak_mb": round(max(o.peak_mb for o, _n in pairs)),
+        "naive_seconds": round(naive_seconds, 2),
+        "naive_events_per_s": round(naive.output["rows"] / naive_seconds),
+        "naive_peak_mb": round(max(n.peak_mb for _o, n in pairs)),
+        "ratio_load_to_naive": round(median(o.seconds / n.seconds for o, n in pairs), 2),
+        "rounds": [
+            {
+                "load_seconds": round(o.seconds, 2),
+                "naive_seconds": round(n.seconds, 2),
+                "ratio": round(o.seconds / n.seconds, 2),
+            }
+            for o, n in pairs
+        ],
         "quarter_files_peak_mb": round(small.peak_mb),
         "lines": lines,
         "loaded": ours.output["loaded"],
         "filtered": ours.output["filtered"],
         "discarded": ours.output["discarded"],
         "tables": len(ours.output["tables"]),
-        "load_phase_seconds": ours.output.get("phase_seconds", {}),
+        "load_phase_seconds": typical.output.get("phase_seconds", {}),
         "history_messages": history,
         "generated_lines": generated_lines,
         "files_reused": gen_seconds is None,
     }
     return result
+
+
+# What every round's event load must agree on.
+_COUNTS = ("lines", "loaded", "filtered", "duplicates", "discarded", "tables")
+
+
+def _round(root: Path, landing: Path, history: int, naive_first: bool) -> tuple[Run, Run]:
+    """One timed pair, each load on a fresh warehouse file (the last round's are removed first, so rounds
+    do not fill the disk)."""
+    warehouse, naive_file = root / "cdp.duckdb", root / "naive.duckdb"
+    for path in (warehouse, naive_file):
+        path.unlink(missing_ok=True)
+        Path(f"{path}.wal").unlink(missing_ok=True)
+    if history:
+        recorded = _child(["history", str(warehouse), str(history)]).output["messages"]
+        if recorded != history:
+            raise RuntimeError(f"the ledger holds {recorded} earlier messages, not {history}")
+    if naive_first:
+        naive = _child(["naive", str(landing), str(naive_file)])
+        ours = _child(["load", str(landing), str(warehouse)])
+    else:
+        ours = _child(["load", str(landing), str(warehouse)])
+        naive = _child(["naive", str(landing), str(naive_file)])
+    return ours, naive
 
 
 def _landing(root: Path, events: int, seed: int, files_dir: Path | None) -> tuple[Path, float | None, int]:
@@ -141,6 +187,14 @@ def format_report(result: dict) -> str:
             ),
             f"  ratio event load / naive: {r['ratio_load_to_naive']}x  "
             f"(loaded {r['loaded']:,}, discarded {r['discarded']:,}, {r['tables']} tables)",
+            *(
+                [
+                    f"  medians of {len(r['rounds'])} rounds; each round's ratio: "
+                    + ", ".join(f"{p['ratio']}x ({p['load_seconds']} / {p['naive_seconds']} s)" for p in r["rounds"])
+                ]
+                if len(r.get("rounds", [])) > 1
+                else []
+            ),
             "  event load by phase: "
             + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in r.get("load_phase_seconds", {}).items()),
         ]
