@@ -95,11 +95,18 @@ class _Instances:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `_guards` only
+        # One lock per file, held while its instance is opened or closed: opening may wait minutes for
+        # another process's writer (see _attach), and connections to other files must not wait with it.
+        self._guards: dict[Path, threading.Lock] = {}
         self._open: dict[Path, _Instance] = {}
 
-    def connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    def _guard(self, path: Path) -> threading.Lock:
         with self._lock:
+            return self._guards.setdefault(path, threading.Lock())
+
+    def connect(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        with self._guard(path):
             instance = self._open.get(path)
             if instance is None:
                 instance = self._open[path] = _Instance(_attach(path, read_only), _alias(path), read_only)
@@ -118,7 +125,7 @@ class _Instances:
 
     def release(self, path: Path, conn: duckdb.DuckDBPyConnection) -> None:
         conn.close()
-        with self._lock:
+        with self._guard(path):
             instance = self._open[path]
             instance.users -= 1
             if instance.users == 0:

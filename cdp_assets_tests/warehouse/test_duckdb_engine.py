@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -86,9 +88,27 @@ def test_a_file_another_process_writes_gives_a_clear_error_after_waiting(
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 1.0)
-        with pytest.raises(WarehouseError, match="DuckDB allows one writer at a time"), DuckDBWarehouse(path).connect():
-            pass
+        monkeypatch.setattr(duckdb_engine, "LOCK_WAIT_SECONDS", 3.0)
+        # While one thread waits for that file, another opens a different warehouse without waiting.
+        errors: list[Exception] = []
+
+        def wait_for_the_file() -> None:
+            try:
+                with DuckDBWarehouse(path).connect():
+                    pass
+            except WarehouseError as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait_for_the_file)
+        started = time.monotonic()
+        waiter.start()
+        time.sleep(0.3)
+        with DuckDBWarehouse(tmp_path / "other.duckdb").connect() as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+        assert time.monotonic() - started < 2.0
+        waiter.join()
+        assert time.monotonic() - started >= 3.0
+        assert len(errors) == 1 and "DuckDB allows one writer at a time" in str(errors[0])
     finally:
         holder.communicate("")
     with DuckDBWarehouse(path).connect() as conn:  # free again once the other process is done
