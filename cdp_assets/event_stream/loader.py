@@ -225,7 +225,9 @@ def _load_chunk(
                 break
             except FastPathMiss as miss:
                 # Rolled back: write the chunk again, that table checked before it is inserted. (Each
-                # round adds a table that cannot stop the next, so this ends.)
+                # round adds a table that cannot stop the next, so this ends.) The insert that stopped
+                # may have left insertion order off (see TableWriter._unordered).
+                conn.execute("RESET SESSION preserve_insertion_order")
                 summary.fast_path_misses[miss.table] = summary.fast_path_misses.get(miss.table, 0) + 1
                 clock = summary.timed("write", clock)
                 checked.add(miss.table)

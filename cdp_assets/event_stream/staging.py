@@ -57,6 +57,8 @@ class StagedFile:
 
 def create_stage(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
     """Fill `_raw` and `_chunk_files` for these files (outside any transaction: a read may fail)."""
+    # A line's number is its position in `_raw`: whatever this connection or the instance was set to.
+    conn.execute("SET SESSION preserve_insertion_order = true")
     conn.execute("DROP TABLE IF EXISTS _raw")
     conn.execute("DROP TABLE IF EXISTS _chunk_files")
     conn.execute(

@@ -10,8 +10,9 @@ its INSERT extracts the values itself (the fast path, see TableWriter).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -95,6 +96,9 @@ _FITS = {
 
 # Where the standard columns come from (`_cls` names them the same, except these).
 _STANDARD_SOURCES = {"id": "message_id", "event": "event_table"}
+
+# The most parallel scans of `_loaded` one table's extraction splits into (see `prepare`).
+MAX_SCAN_PARTS = 8
 
 # Shape discovery stops after this many rounds (each round groups the events by the keys they hold at
 # every known path and reads one event per new group); real streams settle in two or three.
@@ -253,6 +257,7 @@ class Prepared:
     checks: str | None = None
     new_kinds: dict[str, str] = field(default_factory=dict)  # the new columns' kinds, decided already
     adds_columns: bool = False  # the plan holds keys without a column yet (the riskier fast inserts)
+    unordered: bool = False  # `vals` scans in parallel branches, which run so only without insertion order
 
     @property
     def fast(self) -> bool:
@@ -311,6 +316,8 @@ class TableWriter:
         self.hashed_pointers = hashed_pointers
         self.existing = self._existing_columns()
         self._vals_count = 0
+        threads = int(conn.execute("SELECT current_setting('threads')").fetchone()[0])
+        self.threads = max(1, min(threads, MAX_SCAN_PARTS))
 
     def _existing_columns(self) -> dict[str, dict[str, str]]:
         rows = self.conn.execute(
@@ -322,6 +329,18 @@ class TableWriter:
         for table, column, dtype in rows:
             tables.setdefault(table, {})[column] = kind_of_type(dtype)
         return tables
+
+    @contextlib.contextmanager
+    def _unordered(self, on: bool) -> Iterator[None]:
+        """Let this connection's statements lose insertion order (rows are told apart by `seq`). Put
+        back when the statement succeeds; after a failure the transaction is aborted and takes no
+        statement, so the loader puts it back after the rollback."""
+        if not on:
+            yield
+            return
+        self.conn.execute("SET SESSION preserve_insertion_order = false")
+        yield
+        self.conn.execute("RESET SESSION preserve_insertion_order")
 
     def _table(self, name: str) -> str:
         return f"{quote(self.schema)}.{quote(name)}"
@@ -441,11 +460,18 @@ class TableWriter:
         std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
         bound = {**params, "uuid_ts": self.uuid_ts}
         lines = "_loaded_direct" if event_type == self.direct_type else "_loaded"
-        source = f"{lines} l WHERE {where}"
-        parsed = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts FROM {source}"
+        select = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts"
         if structure:
             bound["spec"] = json.dumps(structure)
-            parsed = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts, from_json(l.raw, $spec) AS j FROM {source}"
+            select += ", from_json(l.raw, $spec) AS j"
+        # `_loaded` is under one row group (it holds what the direct type leaves), so a scan of it runs on
+        # one thread; one scan per thread, each taking every n-th line, spreads the parse over all of
+        # them. (A UNION ALL runs its branches in parallel only when insertion order may be lost.)
+        parts = self.threads if lines == "_loaded" else 1
+        parsed = " UNION ALL ".join(
+            f"{select} FROM {lines} l WHERE ({where})" + (f" AND l.seq % {parts} = {k}" if parts > 1 else "")
+            for k in range(parts)
+        )
         values = "".join(f", {expressions[p][0]} AS f{slot[p]}" for p in paths)
         is_json = {path: expressions[path][1] for path in paths}
         # A plain leaf whose value is an object somewhere: RudderStack flattens it, so it must be known.
@@ -474,21 +500,23 @@ class TableWriter:
                 checks=" OR ".join(f"coalesce({test}, false)" for test in stops) or None,
                 new_kinds=new_kinds,
                 adds_columns=any(c not in columns for c in plan.columns),
+                unordered=parts > 1,
             )
         self._vals_count += 1
         vals = f"_vals_{self._vals_count}"
-        if access.pointers:
-            bound["ptr"] = access.pointers
-            # MATERIALIZED: inlined, the parse would run again for every pointer column.
-            self.conn.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {vals}_data AS
-                    WITH src AS MATERIALIZED ({parsed})
-                    SELECT *, {", ".join(access.pointer_columns)} FROM src""",
-                bound,
-            )
-        else:
-            # The parsed struct is stored once; the view below reaches into it per column, cheaply.
-            self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {vals}_data AS {parsed}", bound)
+        with self._unordered(parts > 1):
+            if access.pointers:
+                bound["ptr"] = access.pointers
+                # MATERIALIZED: inlined, the parse would run again for every pointer column.
+                self.conn.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE {vals}_data AS
+                        WITH src AS MATERIALIZED ({parsed})
+                        SELECT *, {", ".join(access.pointer_columns)} FROM src""",
+                    bound,
+                )
+            else:
+                # The parsed struct is stored once; the view below reaches into it per column, cheaply.
+                self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {vals}_data AS {parsed}", bound)
         self.conn.execute(f"CREATE OR REPLACE TEMP VIEW {vals} AS SELECT *{values} FROM {vals}_data")
         # The checks in one scan of the extracted rows: is any value an object, does any not fit.
         aggregates = [f"bool_or({test})" for test in tests]
@@ -527,7 +555,8 @@ class TableWriter:
         if prepared.checks:
             sql += f" WHERE CASE WHEN {prepared.checks} THEN error($fast_path_miss) ELSE true END"
         try:
-            inserted = self.conn.execute(sql, self._fast_params(prepared)).fetchone()[0]
+            with self._unordered(prepared.unordered):
+                inserted = self.conn.execute(sql, self._fast_params(prepared)).fetchone()[0]
         except duckdb.Error as exc:
             if is_fast_path_miss(exc):
                 raise FastPathMiss(table) from None

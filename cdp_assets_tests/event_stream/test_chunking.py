@@ -154,3 +154,27 @@ def test_chunk_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("CDP_LOAD_CHUNK_LINES", "0")
     with pytest.raises(SettingsError, match="CDP_LOAD_CHUNK_LINES must be at least 1"):
         get_settings()
+
+
+def test_line_numbers_hold_when_the_engine_may_reorder_rows(tmp_path: Path) -> None:
+    """A line's number is its position in the stage, so staging keeps file order even when something
+    else in the process set the DuckDB instance to lose insertion order (the load itself drops it for
+    some extractions, see TableWriter._unordered). Files big enough for the reader to split them among
+    its threads; without the guard, their bad lines were recorded tens of thousands of lines off."""
+    store = LocalLandingStore(tmp_path / "landing")
+    expected = {}
+    for f in range(4):
+        lines: list[dict | str] = [event(messageId=f"m-{f}-{i}") for i in range(30_000)]
+        bad = 5_000 * f + 10_000 * (f % 2) + 7
+        lines[bad] = "not json"
+        expected[write_dump(store, lines, uploaded_at=T0 + timedelta(minutes=f))] = bad + 1
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    with warehouse.connect() as other:
+        other.execute("SET GLOBAL preserve_insertion_order = false")
+        summary = load_events(store, warehouse, LoadOptions())
+        # The load leaves this process's setting as it found it.
+        assert other.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0] is False
+    assert summary.discarded == 4 and summary.loaded == 4 * 29_999
+    path = tmp_path / "w.duckdb"
+    assert dict(query(path, "SELECT file_key, line_no FROM event_load.load_errors")) == expected
+    assert_ledger_balanced(path)
