@@ -488,7 +488,9 @@ class TableWriter:
         # Rejected keys need discard rows and values reached by pointer are best computed next to a
         # stored parse: both take the checked path. New columns' kinds are guessed only for the event
         # type that holds most of the batch, where storing the values costs most: elsewhere a wrong
-        # guess (a rewrite of the chunk) would cost more than the checked path.
+        # guess (a rewrite of the chunk) would cost more than the checked path. A sampled string is no
+        # guess (a string wins over every other kind, and a string column takes any value): it goes
+        # fast everywhere.
         guessed = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
         fast = self.fast and table not in self.checked and not plan.rejected and not access.pointers
         if fast and guessed is not None:
@@ -591,8 +593,8 @@ class TableWriter:
         - Ints and floats: the kind sampled first, and the other one may only come after that line
           (they fit each other's columns, so the first kind decides); the second map holds, per such
           column, the other kind and the sampled line it must not come at or before.
-        None when samples disagree otherwise, or there is a new kind and `guess` is false: the table
-        takes the checked path."""
+        None when samples disagree otherwise, or there is a new kind other than string and `guess` is
+        false: the table takes the checked path."""
         kinds: dict[str, str] = {}
         after: dict[str, tuple[str, int]] = {}
         for column, paths in plan.columns.items():
@@ -602,7 +604,7 @@ class TableWriter:
             for path in paths:
                 for kind, seq in shape.kinds.get(path, {}).items():
                     seen[kind] = min(seq, seen.get(kind, seq))
-            if seen and not guess:
+            if seen and not guess and set(seen) != {"string"}:
                 return None
             if "string" in seen:
                 kinds[column] = "string"

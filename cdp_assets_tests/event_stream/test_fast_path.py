@@ -60,8 +60,9 @@ def _pages(prefix: str, n: int, **properties: object) -> list[dict]:
 def test_a_steady_state_batch_goes_straight_from_the_parse(tmp_path) -> None:
     wh, (first, second) = _twice(tmp_path, [_orders("a", 2) + _pages("p", 5), _orders("b", 5)])
     # Pages hold most of the first batch: their new columns' kinds are guessed from the samples, which
-    # every value agrees with, so they go fast; the orders' new columns are decided checked.
-    assert first.fast_path_writes == 1 and first.fast_path_misses == {}
+    # every value agrees with, so they go fast; so do tracks, whose new (context) columns are strings.
+    # The orders' new columns hold numbers, which only the main type's guess covers: decided checked.
+    assert first.fast_path_writes == 2 and first.fast_path_misses == {}
     # The second batch adds no column: tracks and order_completed both go fast.
     assert second.fast_path_writes == 2 and second.fast_path_misses == {}
     assert second.tables == {"tracks": 5, "order_completed": 5}
@@ -142,10 +143,24 @@ def test_a_new_key_of_the_main_type_goes_fast_with_the_kind_its_sampled_values_s
 
 
 def test_a_new_key_of_another_type_is_decided_checked_without_a_miss(tmp_path) -> None:
-    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), [*_orders("b", 2, coupon="SPRING"), *_pages("p", 1)]])
+    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), [*_orders("b", 2, stars=4), *_pages("p", 1)]])
     assert second.fast_path_misses == {}
-    assert second.fast_path_writes == 1  # tracks; order_completed adds a column, pages is a new table
+    # tracks, and pages (a new table, of strings only); order_completed adds an int column: checked
+    assert second.fast_path_writes == 2
+    assert second.new_columns["order_completed"] == ["stars"]
+    assert columns(wh, "order_completed")["stars"] == "BIGINT"
+
+
+def test_a_new_string_key_of_another_type_goes_fast(tmp_path) -> None:
+    # A sampled string is no guess: a string wins over every other kind and its column takes any value.
+    # c-0 holds the same keys as b-0, so only b-0 is sampled; its int goes in as text, as checked.
+    later = [*_orders("b", 2, coupon="SPRING"), *_orders("c", 1, coupon=5), *_pages("p", 1)]
+    wh, (_, second) = _twice(tmp_path, [_orders("a", 2), later])
+    assert second.fast_path_misses == {}
+    assert second.fast_path_writes == 3  # tracks, order_completed, and pages (a new table, strings only)
     assert second.new_columns["order_completed"] == ["coupon"]
+    assert columns(wh, "order_completed")["coupon"] == "VARCHAR"
+    assert row(wh, "order_completed", "c-0")["coupon"] == "5"
 
 
 def test_a_new_key_whose_values_disagree_with_the_sample_is_decided_on_the_checked_path(tmp_path) -> None:
