@@ -9,16 +9,15 @@ numbers, and bad lines are staged with the reason they will be discarded for.
 The reader is set to keep empty lines (as NULL rows), but it also ends a line at a CR, dropping the CR
 and shifting the numbers of the lines after it. So every file it read is checked: the bytes it returned
 plus one newline a line must equal the file's uncompressed size, which a gzip file states in its last
-four bytes (ISIZE), so the check reads four bytes, not the file. A file that fails (CRLF endings, several
-gzip members, a size over 4 GiB) is read again by the Python reader; that is rare, as RudderStack's
-dumps are single gzip members of JSON lines, which hold no raw CR.
+four bytes (ISIZE), so the check reads four bytes, not the file; only a file with an empty line is read
+whole, to look for CRs (see `_exact`). A file that fails (CRLF endings, several gzip members, a size over
+4 GiB) is read again by the Python reader; that is rare, as RudderStack's dumps are single gzip members of
+JSON lines, which hold no raw CR.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,15 +136,23 @@ def _exact(returned: tuple[int, int], path: Path) -> bool:
     The bytes, plus one newline a line, must equal the uncompressed size the gzip trailer states (or one
     more, when the last line has no newline). A CR ends a line for the reader and is dropped, which the
     byte count alone can miss: a CRLF file shows it as an empty line after every line, so a file with any
-    empty line is read again exactly (empty lines are rare in dumps). What this does not catch is a lone
-    CR between two tokens of one JSON line: that line comes out as two invalid lines, both discarded with
-    their text, and the numbers after it in that file are one higher.
+    empty line is searched for CRs (empty lines are rare in dumps, so the extra read is too). What this
+    does not catch is a lone CR between two tokens of one JSON line in a file without empty lines: that
+    line comes out as two invalid lines, both discarded with their text, and the numbers after it in
+    that file are one higher.
     """
     size, blanks = returned
     with path.open("rb") as stream:
         stream.seek(-4, os.SEEK_END)
         isize = int.from_bytes(stream.read(4), "little")
-    return blanks == 0 and size in (isize, isize + 1)
+    return size in (isize, isize + 1) and (blanks == 0 or not _holds_cr(path))
+
+
+def _holds_cr(path: Path) -> bool:
+    try:
+        return any(b"\r" in piece for piece in _decompressed(path))
+    except (zlib.error, EOFError):
+        return True  # read again by the exact reader, which records why
 
 
 def _stage_recovered(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> None:
@@ -155,24 +162,17 @@ def _stage_recovered(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> Non
     staged.recovered_lines = len(lines)
     if not lines:
         return
-    # Through a temporary CSV file: the engine reads it far faster than row-by-row inserts.
-    fd, tmp = tempfile.mkstemp(suffix=".csv", prefix="cdp-recovered-")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            writer.writerows((str(staged.path), n, text, forced or "") for n, text, forced in lines)
-        conn.execute(
-            """INSERT INTO _raw
-               SELECT filename, raw, NULL, line_no, nullif(forced, '')
-               FROM read_csv(?, columns = {'filename': 'VARCHAR', 'line_no': 'BIGINT', 'raw': 'VARCHAR',
-                                           'forced': 'VARCHAR'},
-                             header = false, delim = ',', quote = '"', escape = '"', new_line = '\\n',
-                             auto_detect = false,
-                             max_line_size = 134217728, buffer_size = 268435456)""",
-            [tmp],
-        )
-    finally:
-        os.unlink(tmp)
+    # One statement a file, the lines bound as lists (3x faster than through a temporary CSV file). An
+    # empty line is staged as NULL, as the CSV reader stages it.
+    conn.execute(
+        "INSERT INTO _raw SELECT $file, nullif(unnest($raw), ''), NULL, unnest($line_no), unnest($forced)",
+        {
+            "file": str(staged.path),
+            "raw": [text for _n, text, _forced in lines],
+            "line_no": [n for n, _text, _forced in lines],
+            "forced": [forced for _n, _text, forced in lines],
+        },
+    )
 
 
 def recover_lines(path: Path) -> tuple[list[tuple[int, str, str | None]], str | None]:

@@ -105,15 +105,19 @@ def test_staging_reads_every_line_in_place_and_crlf_files_exactly_in_python(tmp_
         "no-final-newline.json.gz": gzip.compress(b'{}\n{"d":4}', mtime=0),
         "two-members.json.gz": gzip.compress(b"{}\n", mtime=0) + gzip.compress(b'{"e":5}\n', mtime=0),
         "plain-too.json.gz": plain,
+        "blank-and-cr.json.gz": gzip_lines(["{}", "", '{"f":\r6}']),
     }
     staged, rows = _stage(tmp_path, files)
     assert {s.path.name: s.reader for s in staged} == {
         "plain.json.gz": "csv",
-        "blank.json.gz": "python",  # an empty line may be half of a CRLF: such files are read exactly
+        # An empty line may be half of a CRLF: a file with one is searched for CRs, and read exactly if
+        # it holds any.
+        "blank.json.gz": "csv",
         "crlf.json.gz": "python",  # the engine's reader would end a line at each CR too
         "no-final-newline.json.gz": "csv",
         "two-members.json.gz": "python",  # the gzip trailer states only the last member's size
         "plain-too.json.gz": "csv",
+        "blank-and-cr.json.gz": "python",
     }
     assert all(s.corrupt_reason is None for s in staged)
     # Lines in file order and line order, whichever reader took them; the exact reader numbers them.
@@ -126,6 +130,7 @@ def test_staging_reads_every_line_in_place_and_crlf_files_exactly_in_python(tmp_
     assert [raw.rstrip("\r") for raw, _n in by_file[2]] == ["{}", '{"c":3}']
     assert [raw for raw, _n in by_file[3]] == ["{}", '{"d":4}']
     assert [raw for raw, _n in by_file[4]] == ["{}", '{"e":5}']
+    assert by_file[6] == [("{}", 1), (None, 2), ('{"f":\r6}', 3)]
 
 
 def test_line_numbers_stay_exact_around_carriage_returns_and_control_bytes(landing, warehouse_path) -> None:
