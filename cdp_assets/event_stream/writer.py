@@ -593,8 +593,8 @@ class TableWriter:
         - Ints and floats: the kind sampled first, and the other one may only come after that line
           (they fit each other's columns, so the first kind decides); the second map holds, per such
           column, the other kind and the sampled line it must not come at or before.
-        None when samples disagree otherwise, or there is a new kind other than string and `guess` is
-        false: the table takes the checked path."""
+        None when samples disagree otherwise, or `guess` is false and a new column's samples hold
+        values but no string: the table takes the checked path."""
         kinds: dict[str, str] = {}
         after: dict[str, tuple[str, int]] = {}
         for column, paths in plan.columns.items():
@@ -604,7 +604,7 @@ class TableWriter:
             for path in paths:
                 for kind, seq in shape.kinds.get(path, {}).items():
                     seen[kind] = min(seq, seen.get(kind, seq))
-            if seen and not guess and set(seen) != {"string"}:
+            if seen and not guess and "string" not in seen:
                 return None
             if "string" in seen:
                 kinds[column] = "string"

@@ -153,14 +153,16 @@ def test_a_new_key_of_another_type_is_decided_checked_without_a_miss(tmp_path) -
 
 def test_a_new_string_key_of_another_type_goes_fast(tmp_path) -> None:
     # A sampled string is no guess: a string wins over every other kind and its column takes any value.
-    # c-0 holds the same keys as b-0, so only b-0 is sampled; its int goes in as text, as checked.
-    later = [*_orders("b", 2, coupon="SPRING"), *_orders("c", 1, coupon=5), *_pages("p", 1)]
+    # c-0 holds the same keys as b-0, so only b-0 is sampled; its int goes in as text, as checked. d-0
+    # holds another key too, so it is sampled: an int next to a sampled string changes nothing.
+    later = [*_orders("b", 2, coupon="SPRING"), *_orders("c", 1, coupon=5), *_orders("d", 1, coupon=7, x="y")]
+    later += _pages("p", 1)
     wh, (_, second) = _twice(tmp_path, [_orders("a", 2), later])
     assert second.fast_path_misses == {}
     assert second.fast_path_writes == 3  # tracks, order_completed, and pages (a new table, strings only)
-    assert second.new_columns["order_completed"] == ["coupon"]
+    assert sorted(second.new_columns["order_completed"]) == ["coupon", "x"]
     assert columns(wh, "order_completed")["coupon"] == "VARCHAR"
-    assert row(wh, "order_completed", "c-0")["coupon"] == "5"
+    assert (row(wh, "order_completed", "c-0")["coupon"], row(wh, "order_completed", "d-0")["coupon"]) == ("5", "7")
 
 
 def test_a_new_key_whose_values_disagree_with_the_sample_is_decided_on_the_checked_path(tmp_path) -> None:
