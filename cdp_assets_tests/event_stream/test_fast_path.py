@@ -218,3 +218,19 @@ def test_a_sampled_string_makes_a_string_column_whatever_the_other_values_are(tm
     assert second.fast_path_misses == {} and second.fast_path_writes == 1
     assert (columns(wh, "pages")["code"], columns(wh, "pages")["note"]) == ("VARCHAR", "VARCHAR")
     assert (row(wh, "pages", "q-1")["code"], row(wh, "pages", "q-1")["note"]) == ("5", "true")
+
+
+def test_numbers_an_int_column_takes_go_fast_and_those_too_long_for_it_miss(tmp_path) -> None:
+    # The insert's test takes a value its bare cast to BIGINT takes (2.7 casts to 3) without the full
+    # test; the conversion still truncates, as the checked path does.
+    fitting = [
+        event(messageId=f"b-{i}", properties={"plan": "pro", "seats": seats, "ratio": 0.5})
+        for i, seats in enumerate([2.7, -1.5, 1e3, 4, 9223372036854775807])
+    ]
+    too_long = [event(messageId="c-0", properties={"plan": "pro", "seats": 1e30, "ratio": 0.5})]
+    wh, (_, second, third) = _twice(tmp_path, [_orders("a", 2), fitting, too_long])
+    assert second.fast_path_misses == {} and second.value_discards == 0
+    seats = [row(wh, "order_completed", f"b-{i}")["seats"] for i in range(5)]
+    assert seats == [2, -1, 1000, 4, 9223372036854775807]
+    assert third.fast_path_misses == {"order_completed": 1} and third.value_discards == 1
+    assert row(wh, "order_completed", "c-0")["seats"] is None
