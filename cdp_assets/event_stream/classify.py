@@ -52,6 +52,18 @@ class Destination:
     type: str
 
 
+def _to_millisecond(micros: str) -> str:
+    """SQL: microseconds since the epoch cut down to the millisecond, as RudderStack keeps timestamps.
+
+    The four timestamps are computed as integers: `date_trunc` and interval arithmetic on TIMESTAMPTZ go
+    through ICU's calendar (about 4x the time), and the clock-skew rule is plain arithmetic on instants,
+    which calendar arithmetic in a zone with daylight saving is not. A time that is not finite (the text
+    'infinity') has no epoch value, so it counts as missing. The modulo takes the sign of its left side:
+    adding 1000 first floors a time before 1970 as `date_trunc` does.
+    """
+    return f"({micros} - ({micros} % 1000 + 1000) % 1000)"
+
+
 def _macro_name(t: Transformation) -> str:
     return f"cdp_transform_{t.name}"
 
@@ -188,17 +200,25 @@ def classify(
                     WHEN route_rule IS NOT NULL OR transform_rule IS NOT NULL THEN 'filtered'
                     ELSE 'loaded'
                 END AS status,
-                date_trunc('millisecond', TRY_CAST(b[6] AS TIMESTAMPTZ)) AS p_received,
-                date_trunc('millisecond', TRY_CAST(b[7] AS TIMESTAMPTZ)) AS p_sent,
-                date_trunc('millisecond', TRY_CAST(b[8] AS TIMESTAMPTZ)) AS p_original,
-                date_trunc('millisecond', TRY_CAST(b[9] AS TIMESTAMPTZ)) AS p_timestamp
+                epoch_us(TRY_CAST(b[6] AS TIMESTAMPTZ)) AS u_received,
+                epoch_us(TRY_CAST(b[7] AS TIMESTAMPTZ)) AS u_sent,
+                epoch_us(TRY_CAST(b[8] AS TIMESTAMPTZ)) AS u_original,
+                epoch_us(TRY_CAST(b[9] AS TIMESTAMPTZ)) AS u_timestamp
             FROM d
-        ), t AS (
+        ), m AS (
             SELECT s.*,
-                coalesce(p_received, date_trunc('millisecond', uploaded_at)) AS received_at,
-                coalesce(p_sent, p_received, date_trunc('millisecond', uploaded_at)) AS sent_at,
-                coalesce(p_original, p_received, date_trunc('millisecond', uploaded_at)) AS original_timestamp
+                {_to_millisecond("u_received")} AS p_received,
+                {_to_millisecond("u_sent")} AS p_sent,
+                {_to_millisecond("u_original")} AS p_original,
+                {_to_millisecond("u_timestamp")} AS p_timestamp,
+                {_to_millisecond("epoch_us(uploaded_at)")} AS p_uploaded
             FROM s
+        ), t AS (
+            SELECT m.*,
+                coalesce(p_received, p_uploaded) AS received_us,
+                coalesce(p_sent, p_received, p_uploaded) AS sent_us,
+                coalesce(p_original, p_received, p_uploaded) AS original_us
+            FROM m
         )
         SELECT t.seq, t.file_idx, t.file_key, t.line_no, t.status, t.keys_hash,
             CASE WHEN status = 'discarded' THEN discard_reason
@@ -210,11 +230,16 @@ def classify(
             list_extract($type_tables, list_position($type_names, b[1])) AS type_table,
             nullif(b[3], '') AS anonymous_id,
             nullif(b[4], '') AS user_id,
-            t.sent_at,
-            -- RudderStack's clock-skew rule: the device's offset is removed from the server time.
-            coalesce(p_timestamp, t.received_at - (t.sent_at - t.original_timestamp)) AS "timestamp",
-            t.received_at,
-            t.original_timestamp,
+            make_timestamptz(sent_us) AS sent_at,
+            -- RudderStack's clock-skew rule: the device's offset is removed from the server time (a
+            -- correction that leaves the timestamp range gives the server time).
+            coalesce(
+                make_timestamptz(p_timestamp),
+                TRY(make_timestamptz(received_us - (sent_us - original_us))),
+                make_timestamptz(received_us)
+            ) AS "timestamp",
+            make_timestamptz(received_us) AS received_at,
+            make_timestamptz(original_us) AS original_timestamp,
             b[10] AS channel,
             coalesce(b[11], b[12]) AS context_ip,
             b[12] AS context_request_ip,

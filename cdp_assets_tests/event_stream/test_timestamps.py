@@ -50,6 +50,17 @@ def test_timestamps(landing, warehouse_path) -> None:
         event(messageId="bare", originalTimestamp=None, sentAt=None, receivedAt="2026-11-01T10:00:00.500Z"),
         # An unparseable timestamp is ignored like a missing one.
         event(messageId="garbage", timestamp="yesterday"),
+        # So is one that is not a point in time.
+        event(messageId="infinite", sentAt="infinity"),
+        # Cut to the millisecond before 1970 too: down, to the earlier one.
+        event(messageId="before-1970", timestamp="1969-12-31T23:59:59.9995Z"),
+        # A device clock so far off that the correction leaves the timestamp range: the server's time.
+        event(
+            messageId="far-off",
+            originalTimestamp="294000-01-01T00:00:00Z",
+            sentAt="0001-01-01T00:00:00Z",
+            receivedAt="2026-11-01T10:00:00.500Z",
+        ),
     ]
     write_dump(landing, lines)
     load(landing, warehouse_path)
@@ -77,6 +88,16 @@ def test_timestamps(landing, warehouse_path) -> None:
     assert bare["timestamp"] == bare["original_timestamp"] == bare["sent_at"] == bare["received_at"] == received
 
     assert row(warehouse_path, "tracks", "garbage")["timestamp"] == _ts("2026-11-01T10:00:00.300Z")
+
+    infinite = row(warehouse_path, "tracks", "infinite")
+    assert infinite["sent_at"] == infinite["received_at"] == _ts("2026-11-01T10:00:00.500Z")
+    assert infinite["timestamp"] == infinite["original_timestamp"] == _ts("2026-11-01T10:00:00.000Z")
+
+    assert row(warehouse_path, "tracks", "before-1970")["timestamp"] == _ts("1969-12-31T23:59:59.999Z")
+
+    far_off = row(warehouse_path, "tracks", "far-off")
+    assert far_off["timestamp"] == far_off["received_at"] == _ts("2026-11-01T10:00:00.500Z")
+    assert far_off["sent_at"] == _ts("0001-01-01T00:00:00Z")
 
 
 def test_an_event_without_received_at_gets_the_upload_time(landing, warehouse_path) -> None:
