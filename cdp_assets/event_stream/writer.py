@@ -486,19 +486,23 @@ class TableWriter:
         ]
         tests = [f"starts_with(f{slot[p]}, '{{')" for p in leaves]
         tests += [self._conflict_test(columns[column], slot[path]) for column, path in typed]
-        # Rejected keys need discard rows and values reached by pointer are best computed next to a
-        # stored parse: both take the checked path. New columns' kinds are guessed only for the event
-        # type that holds most of the batch, where storing the values costs most: elsewhere a wrong
-        # guess (a rewrite of the chunk) would cost more than the checked path. A sampled string is no
-        # guess (a string wins over every other kind, and a string column takes any value): it goes
-        # fast everywhere.
+        # New columns' kinds are guessed only for the event type that holds most of the batch, where
+        # storing the values costs most: elsewhere a wrong guess (a rewrite of the chunk) would cost more
+        # than the checked path. A sampled string is no guess (a string wins over every other kind, and a
+        # string column takes any value): it goes fast everywhere. Rejected keys go fast too: their
+        # discard rows are written after the insert, from the same extraction run again.
         guessed = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
-        fast = self.fast and table not in self.checked and not plan.rejected and not access.pointers
+        fast = self.fast and table not in self.checked
         if fast and guessed is not None:
             new_kinds = guessed[0]
             stops = [*tests, *self._new_column_tests(plan, columns, guessed, slot, is_json)]
+            source = f"({parsed})"
+            if access.pointers:
+                bound["ptr"] = access.pointers
+                # Over the parse's output: each pointer reads the JSON text of its node, not the line.
+                source = f"(SELECT *, {', '.join(access.pointer_columns)} FROM {source})"
             return Prepared(
-                *(table, event_type, plan, f"(SELECT *{values} FROM ({parsed}))", slot, is_json, set()),
+                *(table, event_type, plan, f"(SELECT *{values} FROM {source})", slot, is_json, set()),
                 params=bound,
                 # NULL counts as false where the checks are used (a CASE condition), and bare ANDs let the
                 # engine skip the rest of a test for the rows its first term rules out.
@@ -568,6 +572,9 @@ class TableWriter:
             raise
         result = TableWrite(table, rows=inserted, new_columns=new_columns, fast=prepared.fast)
         if prepared.fast:  # every value fitted its column, or the insert would have stopped
+            if plan.rejected:
+                with self._unordered(prepared.unordered):
+                    result.value_discards = self._discards(prepared, columns, [])
             return result
         checked = [
             (column, path)
@@ -747,7 +754,8 @@ class TableWriter:
                 FROM (SELECT message_id AS id, received_at, uuid_ts,
                              unnest(list_filter([{", ".join(entries)}], lambda e: e.bad)) AS d
                       FROM {prepared.vals})""",
-            {"dn": names, "dr": reasons, "table": prepared.table},
+            # On the fast path `vals` is the extraction itself, with its parameters.
+            {**(prepared.params or {}), "dn": names, "dr": reasons, "table": prepared.table},
         ).fetchone()[0]
 
     def _may_conflict(

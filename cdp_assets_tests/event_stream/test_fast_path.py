@@ -234,3 +234,26 @@ def test_numbers_an_int_column_takes_go_fast_and_those_too_long_for_it_miss(tmp_
     assert seats == [2, -1, 1000, 4, 9223372036854775807]
     assert third.fast_path_misses == {"order_completed": 1} and third.value_discards == 1
     assert row(wh, "order_completed", "c-0")["seats"] is None
+
+
+def test_keys_that_collide_or_are_both_a_value_and_an_object_go_fast_with_the_checked_discards(tmp_path) -> None:
+    # `channel` collides with the standard column: every value is discarded with its reason (an object
+    # there is flattened, so it does not collide). `company` is a string in some events and an object in
+    # others: its column and its object's columns are read by pointer. Neither needs the checked path
+    # once the columns exist.
+    def batch(prefix: str) -> list[dict]:
+        return [
+            *_pages(prefix, 3, channel="email", company="Acme"),
+            *_pages(f"{prefix}-obj", 2, channel={"name": "ads"}, company={"name": "Initech", "size": 40}),
+        ]
+
+    wh, (first, second) = _twice(tmp_path, [batch("a"), batch("b")])
+    assert second.fast_path_writes == 1 and second.fast_path_misses == {}
+    assert second.value_discards == first.value_discards == 3
+    assert (row(wh, "pages", "b-1")["company"], row(wh, "pages", "b-1")["company_name"]) == ("Acme", None)
+    obj = row(wh, "pages", "b-obj-1")
+    assert (obj["company"], obj["company_name"], obj["company_size"]) == (None, "Initech", 40)
+    assert (obj["channel"], obj["channel_name"]) == ("web", "ads")
+    found = {(d["row_id"], d["column_name"]): (d["column_value"], d["reason"]) for d in discards(wh)}
+    assert found[("b-0", "channel")] == ("email", "collides with the standard column channel; value is a string")
+    assert ("b-obj-0", "channel") not in found
