@@ -160,6 +160,10 @@ class _Node:
     leaf: bool = False  # a value here feeds a column (or is discarded)
     as_json: bool = False  # the leaf needs its JSON text (typed column or discard), not plain text
     is_object: bool = False  # some event holds an object here
+    # Set in a restricted copy (see _Access.restricted): the form the node has in the whole tree (a
+    # struct, or "JSON" / "VARCHAR" text), and whether it has keys below it there.
+    form: str | None = None
+    nested: bool = False
 
 
 class _Access:
@@ -190,11 +194,38 @@ class _Access:
         return bool(keys) and not node.leaf and "" not in keys and len(set(keys)) == len(keys)
 
     def _spec(self, node: _Node) -> object:
-        if self._structable(node):
+        if node.form == "struct" or (node.form is None and self._structable(node)):
             return {key: self._spec(child) for key, child in node.children.items()}
+        if node.form is not None:
+            return node.form
         if node.children or node.as_json or node.is_object:
             return "JSON"
         return "VARCHAR"
+
+    def restricted(self, keep: set[Path]) -> _Access:
+        """The parse of just the leaves `keep`, each value coming out as it does from this one: every node
+        keeps the form it has here (a struct here may be JSON text there, for keys that differ only in
+        case, say), only the keys leading to `keep` are read."""
+        out = _Access()
+
+        def copy(node: _Node, path: Path) -> _Node:
+            spec_ = self._spec(node)
+            twin = _Node(
+                leaf=node.leaf and path in keep,
+                as_json=node.as_json,
+                is_object=node.is_object,
+                form="struct" if isinstance(spec_, dict) else str(spec_),
+                nested=bool(node.children),
+            )
+            for key, child in node.children.items():
+                below = (*path, key)
+                if any(leaf[: len(below)] == below for leaf in keep):
+                    twin.children[key] = copy(child, below)
+            return twin
+
+        out.root = copy(self.root, ())
+        out.root.form = None
+        return out
 
     def structure(self) -> dict:
         return {key: self._spec(child) for key, child in self.root.children.items()}
@@ -218,7 +249,11 @@ class _Access:
         # JSON text, as VARCHAR: a JSON-typed value would make every expression mixing it with text JSON.
         expr = f"{expr}::VARCHAR"
         if node.leaf:
-            value = expr if not node.children else f"CASE WHEN starts_with({expr}, '{{') THEN NULL ELSE {expr} END"
+            value = (
+                expr
+                if not (node.children or node.nested)
+                else f"CASE WHEN starts_with({expr}, '{{') THEN NULL ELSE {expr} END"
+            )
             out[path] = (value, True)
         for sub, _child in self._leaves_below(node, ()):
             self.pointers.append(json_pointer(*sub))
@@ -233,6 +268,17 @@ class _Access:
                 found.append(((*prefix, key), child))
             found.extend(self._leaves_below(child, (*prefix, key)))
         return found
+
+
+def _fast_vals(access: _Access, parsed: str, values: str, bound: dict) -> str:
+    """The fast path's `vals`: `values` (from `access.expressions()`) over the parse, and the pointer
+    columns they read, if any."""
+    source = f"({parsed})"
+    if access.pointers:
+        bound["ptr"] = access.pointers
+        # Over the parse's output: each pointer reads the JSON text of its node, not the whole line.
+        source = f"(SELECT *, {', '.join(access.pointer_columns)} FROM {source})"
+    return f"(SELECT *{values} FROM {source})"
 
 
 @dataclass
@@ -259,6 +305,8 @@ class Prepared:
     new_kinds: dict[str, str] = field(default_factory=dict)  # the new columns' kinds, decided already
     adds_columns: bool = False  # the plan holds keys without a column yet (the riskier fast inserts)
     unordered: bool = False  # `vals` scans in parallel branches, which run so only without insertion order
+    # Fast path with rejected keys: an extraction of just their values (same slots), and its parameters.
+    rejected_vals: tuple[str, dict] | None = None
 
     @property
     def fast(self) -> bool:
@@ -454,25 +502,10 @@ class TableWriter:
                 access.add(path, not plain, objects)
         for rejected in plan.rejected:
             access.add(rejected.path, True, objects)
-        structure = access.structure()
         expressions = access.expressions()
         paths = list(expressions)
         slot = {path: i for i, path in enumerate(paths, start=1)}
-        std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
-        bound = {**params, "uuid_ts": self.uuid_ts}
-        lines = "_loaded_direct" if event_type == self.direct_type else "_loaded"
-        select = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts"
-        if structure:
-            bound["spec"] = json.dumps(structure)
-            select += ", from_json(l.raw, $spec) AS j"
-        # `_loaded` is under one row group (it holds what the direct type leaves), so a scan of it runs on
-        # one thread; one scan per thread, each taking every n-th line, spreads the parse over all of
-        # them. (A UNION ALL runs its branches in parallel only when insertion order may be lost.)
-        parts = self.threads if lines == "_loaded" else 1
-        parsed = " UNION ALL ".join(
-            f"{select} FROM {lines} l WHERE ({where})" + (f" AND l.seq % {parts} = {k}" if parts > 1 else "")
-            for k in range(parts)
-        )
+        parsed, bound, parts = self._parse(access, event_type, where, params)
         values = "".join(f", {expressions[p][0]} AS f{slot[p]}" for p in paths)
         is_json = {path: expressions[path][1] for path in paths}
         # A plain leaf whose value is an object somewhere: RudderStack flattens it, so it must be known.
@@ -490,20 +523,23 @@ class TableWriter:
         # storing the values costs most: elsewhere a wrong guess (a rewrite of the chunk) would cost more
         # than the checked path. A sampled string is no guess (a string wins over every other kind, and a
         # string column takes any value): it goes fast everywhere. Rejected keys go fast too: their
-        # discard rows are written after the insert, from the same extraction run again.
+        # discard rows are written after the insert, from a parse of just their values.
         guessed = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
         fast = self.fast and table not in self.checked
         if fast and guessed is not None:
             new_kinds = guessed[0]
             stops = [*tests, *self._new_column_tests(plan, columns, guessed, slot, is_json)]
-            source = f"({parsed})"
-            if access.pointers:
-                bound["ptr"] = access.pointers
-                # Over the parse's output: each pointer reads the JSON text of its node, not the line.
-                source = f"(SELECT *, {', '.join(access.pointer_columns)} FROM {source})"
+            rejected = None
+            if plan.rejected:
+                only = access.restricted({r.path for r in plan.rejected})
+                found = only.expressions()
+                sql, rejected_params, _parts = self._parse(only, event_type, where, params)
+                rejected_values = "".join(f", {found[p][0]} AS f{slot[p]}" for p in found)
+                rejected = (_fast_vals(only, sql, rejected_values, rejected_params), rejected_params)
             return Prepared(
-                *(table, event_type, plan, f"(SELECT *{values} FROM {source})", slot, is_json, set()),
+                *(table, event_type, plan, _fast_vals(access, parsed, values, bound), slot, is_json, set()),
                 params=bound,
+                rejected_vals=rejected,
                 # NULL counts as false where the checks are used (a CASE condition), and bare ANDs let the
                 # engine skip the rest of a test for the rows its first term rules out.
                 checks=" OR ".join(f"({test})" for test in stops) or None,
@@ -533,6 +569,28 @@ class TableWriter:
         new_objects = {path for path, hit in zip(leaves, hits[: len(leaves)], strict=True) if hit}
         conflicts = {pair: bool(hit) for pair, hit in zip(typed, hits[len(leaves) :], strict=True)}
         return Prepared(table, event_type, plan, vals, slot, is_json, new_objects, conflicts)
+
+    def _parse(self, access: _Access, event_type: str, where: str, params: dict) -> tuple[str, dict, int]:
+        """SQL for the rows `where` selects (over `_loaded_all l`), with their standard columns and `j`, the
+        parse of `access`'s paths; its parameters; and how many parallel scans it is made of."""
+        standard = spec.standard_columns(event_type)
+        std = ", ".join(f"l.{quote(_STANDARD_SOURCES.get(n, n))}" for n in standard if n != "uuid_ts")
+        bound = {**params, "uuid_ts": self.uuid_ts}
+        lines = "_loaded_direct" if event_type == self.direct_type else "_loaded"
+        select = f"SELECT l.seq, {std}, $uuid_ts AS uuid_ts"
+        structure = access.structure()
+        if structure:
+            bound["spec"] = json.dumps(structure)
+            select += ", from_json(l.raw, $spec) AS j"
+        # `_loaded` is under one row group (it holds what the direct type leaves), so a scan of it runs on
+        # one thread; one scan per thread, each taking every n-th line, spreads the parse over all of
+        # them. (A UNION ALL runs its branches in parallel only when insertion order may be lost.)
+        parts = self.threads if lines == "_loaded" else 1
+        parsed = " UNION ALL ".join(
+            f"{select} FROM {lines} l WHERE ({where})" + (f" AND l.seq % {parts} = {k}" if parts > 1 else "")
+            for k in range(parts)
+        )
+        return parsed, bound, parts
 
     def insert(self, prepared: Prepared) -> TableWrite:
         """Settle new columns' kinds, add them, and insert the prepared rows converted to their kinds."""
@@ -572,9 +630,9 @@ class TableWriter:
             raise
         result = TableWrite(table, rows=inserted, new_columns=new_columns, fast=prepared.fast)
         if prepared.fast:  # every value fitted its column, or the insert would have stopped
-            if plan.rejected:
+            if prepared.rejected_vals:
                 with self._unordered(prepared.unordered):
-                    result.value_discards = self._discards(prepared, columns, [])
+                    result.value_discards = self._discards(prepared, columns, [], *prepared.rejected_vals)
             return result
         checked = [
             (column, path)
@@ -721,8 +779,16 @@ class TableWriter:
                 seen[column][kind] = first
         return seen
 
-    def _discards(self, prepared: Prepared, columns: dict[str, str], checked: list[tuple[str, Path]]) -> int:
-        """Record every value that could not go into its column (kept as text, with the reason)."""
+    def _discards(
+        self,
+        prepared: Prepared,
+        columns: dict[str, str],
+        checked: list[tuple[str, Path]],
+        vals: str | None = None,
+        params: dict | None = None,
+    ) -> int:
+        """Record every value that could not go into its column (kept as text, with the reason), read from
+        `vals` (by default the prepared rows) with its `params`."""
         entries = []
         names: list[str] = []
         reasons: list[str] = []
@@ -753,9 +819,8 @@ class TableWriter:
                 SELECT $table, id, d.column_name, d.column_value, received_at, uuid_ts, d.reason
                 FROM (SELECT message_id AS id, received_at, uuid_ts,
                              unnest(list_filter([{", ".join(entries)}], lambda e: e.bad)) AS d
-                      FROM {prepared.vals})""",
-            # On the fast path `vals` is the extraction itself, with its parameters.
-            {**(prepared.params or {}), "dn": names, "dr": reasons, "table": prepared.table},
+                      FROM {vals or prepared.vals})""",
+            {**(params or {}), "dn": names, "dr": reasons, "table": prepared.table},
         ).fetchone()[0]
 
     def _may_conflict(

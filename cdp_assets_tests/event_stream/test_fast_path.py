@@ -238,18 +238,23 @@ def test_numbers_an_int_column_takes_go_fast_and_those_too_long_for_it_miss(tmp_
 
 def test_keys_that_collide_or_are_both_a_value_and_an_object_go_fast_with_the_checked_discards(tmp_path) -> None:
     # `channel` collides with the standard column: every value is discarded with its reason (an object
-    # there is flattened, so it does not collide). `company` is a string in some events and an object in
-    # others: its column and its object's columns are read by pointer. Neither needs the checked path
-    # once the columns exist.
+    # there is flattened, so it does not collide), and so does `Channel`, whose twin key makes the parse
+    # read `properties` as JSON text. `company` is a string in some events and an object in others: its
+    # column and its object's columns are read by pointer. Neither needs the checked path once the
+    # columns exist; the discards come from a parse of the rejected keys alone.
     def batch(prefix: str) -> list[dict]:
         return [
             *_pages(prefix, 3, channel="email", company="Acme"),
             *_pages(f"{prefix}-obj", 2, channel={"name": "ads"}, company={"name": "Initech", "size": 40}),
+            *_pages(f"{prefix}-twin", 1, channel="sms", Channel="SMS"),
+            # `received` holds a value here and an object there, whose `at` flattens onto `received_at`.
+            *_pages(f"{prefix}-flat", 1, received="yes"),
+            *_pages(f"{prefix}-nest", 1, received={"at": "noon"}),
         ]
 
     wh, (first, second) = _twice(tmp_path, [batch("a"), batch("b")])
     assert second.fast_path_writes == 1 and second.fast_path_misses == {}
-    assert second.value_discards == first.value_discards == 3
+    assert second.value_discards == first.value_discards == 6
     assert (row(wh, "pages", "b-1")["company"], row(wh, "pages", "b-1")["company_name"]) == ("Acme", None)
     obj = row(wh, "pages", "b-obj-1")
     assert (obj["company"], obj["company_name"], obj["company_size"]) == (None, "Initech", 40)
@@ -257,3 +262,6 @@ def test_keys_that_collide_or_are_both_a_value_and_an_object_go_fast_with_the_ch
     found = {(d["row_id"], d["column_name"]): (d["column_value"], d["reason"]) for d in discards(wh)}
     assert found[("b-0", "channel")] == ("email", "collides with the standard column channel; value is a string")
     assert ("b-obj-0", "channel") not in found
+    assert sorted(d["column_value"] for d in discards(wh) if d["row_id"] == "b-twin-0") == ["SMS", "sms"]
+    assert found[("b-nest-0", "received_at")][0] == "noon"
+    assert row(wh, "pages", "b-flat-0")["received"] == "yes"
