@@ -18,7 +18,7 @@ from cdp_assets.event_stream.naming import event_table_name
 from cdp_assets.event_stream.routing import json_pointer, routing_pointers, routing_rule_sql
 from cdp_assets.event_stream.transformations import Transformation
 
-# Envelope values read as text, in this order (b[1] .. b[17] in SQL).
+# Envelope values read as text, in this order (b[1] .. b[18] in SQL).
 ENVELOPE = [
     ("type",),
     ("messageId",),
@@ -124,7 +124,7 @@ def classify(
             LEFT JOIN _offsets o ON o.filename = r.filename
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
-               is_object, b,
+               is_object, b, event_type,
                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
                {id_hash("message_id")} AS id_hash,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
@@ -142,13 +142,16 @@ def classify(
                    WHEN nbytes > $max_bytes THEN 'oversized'
                    WHEN NOT is_object THEN CASE WHEN other_json THEN 'not_an_object' ELSE 'invalid_json' END
                    WHEN b IS NULL THEN 'invalid_json'
-                   WHEN b[1] IS NULL OR NOT list_contains($types, b[1]) THEN 'unknown_type'
+                   WHEN event_type IS NULL OR NOT list_contains($types, event_type) THEN 'unknown_type'
                    WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'
                END AS discard_reason
                {extra_lists}
-        FROM (SELECT *, CASE WHEN NOT has_ctrl AND forced IS NULL AND nbytes <= $max_bytes AND is_object
-                             THEN TRY(json_extract_string(raw, $envelope)) END AS b
-              FROM lines)
+        FROM (SELECT *,
+                     -- RudderStack's warehouse transformer lower-cases the type ("Track" is a track call).
+                     CASE WHEN list_contains($types, b[1]) THEN b[1] ELSE lower(b[1]) END AS event_type
+              FROM (SELECT *, CASE WHEN NOT has_ctrl AND forced IS NULL AND nbytes <= $max_bytes AND is_object
+                                   THEN TRY(json_extract_string(raw, $envelope)) END AS b
+                    FROM lines))
         """,
         params,
     )
@@ -224,10 +227,10 @@ def classify(
             CASE WHEN status = 'discarded' THEN discard_reason
                  WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
             t.message_id, t.id_hash,
-            b[1] AS event_type,
-            CASE WHEN b[1] = 'track' THEN b[5] END AS event_text,
+            t.event_type,
+            CASE WHEN t.event_type = 'track' THEN b[5] END AS event_text,
             e.table_name AS event_table,
-            list_extract($type_tables, list_position($type_names, b[1])) AS type_table,
+            list_extract($type_tables, list_position($type_names, t.event_type)) AS type_table,
             nullif(b[3], '') AS anonymous_id,
             nullif(b[4], '') AS user_id,
             make_timestamptz(sent_us) AS sent_at,
@@ -249,11 +252,11 @@ def classify(
                 AS context_source_type,
             $dest_id AS context_destination_id,
             $dest_type AS context_destination_type,
-            CASE WHEN b[1] IN ('page', 'screen') THEN coalesce(b[13], b[14]) END AS name,
+            CASE WHEN t.event_type IN ('page', 'screen') THEN coalesce(b[13], b[14]) END AS name,
             b[15] AS group_id,
             b[16] AS previous_id
         FROM t
-        LEFT JOIN _event_tables e ON b[1] = 'track' AND e.event_text = b[5]
+        LEFT JOIN _event_tables e ON t.event_type = 'track' AND e.event_text = b[5]
         """,
         {**rule_params, "routing": routing_pointers()},
     )
@@ -322,7 +325,7 @@ def _map_event_tables(conn: duckdb.DuckDBPyConnection) -> None:
     names = [
         row[0]
         for row in conn.execute(
-            "SELECT DISTINCT b[5] FROM _parsed WHERE b[1] = 'track' AND b[5] IS NOT NULL"
+            "SELECT DISTINCT b[5] FROM _parsed WHERE event_type = 'track' AND b[5] IS NOT NULL"
         ).fetchall()
     ]
     tables = [event_table_name(name) or None for name in names]

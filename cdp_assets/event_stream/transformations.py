@@ -57,7 +57,8 @@ TRANSFORMATIONS: dict[str, Transformation] = {
             name="drop_anonymous_pages",
             description="Drop page calls from visitors who have no userId yet.",
             pointers=(json_pointer("type"), json_pointer("userId")),
-            predicate="v[1] = 'page' AND coalesce(trim(v[2]), '') = ''",
+            # The type compares as the loader reads it, case aside (see classify).
+            predicate="lower(v[1]) = 'page' AND coalesce(trim(v[2]), '') = ''",
         ),
     )
 }

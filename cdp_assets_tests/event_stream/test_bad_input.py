@@ -148,6 +148,26 @@ def test_an_event_just_under_32_kb_is_loaded(landing, warehouse_path) -> None:
     assert query(warehouse_path, f"SELECT length(blob) FROM {ES}.order_completed")[0][0] == room
 
 
+def test_the_type_is_read_case_aside_as_rudderstack_does_but_not_trimmed(landing, warehouse_path) -> None:
+    # RudderStack's warehouse transformer lower-cases `type`; anything else about it stays unknown.
+    lines = [
+        event("Track", messageId="t-upper", event="Order Completed", properties={"plan": "pro"}),
+        event("PAGE", messageId="p-upper", name="Home", properties={"path": "/"}),
+        event("Identify", messageId="i-upper", userId="u-1", context={"traits": {"email": "a@example.com"}}),
+        event(" track", messageId="t-space", event="Order Completed", properties={}),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded, summary.discard_reasons) == (3, 1, {"unknown_type": 1})
+    assert query(warehouse_path, f"SELECT id, event_text, event FROM {ES}.tracks") == [
+        ("t-upper", "Order Completed", "order_completed")
+    ]
+    assert query(warehouse_path, f"SELECT id, plan FROM {ES}.order_completed") == [("t-upper", "pro")]
+    assert query(warehouse_path, f"SELECT id, name, path FROM {ES}.pages") == [("p-upper", "Home", "/")]
+    assert query(warehouse_path, f"SELECT id, context_traits_email FROM {ES}.users") == [("u-1", "a@example.com")]
+    assert [(e["line_no"], e["reason"]) for e in load_errors(warehouse_path)] == [(4, "unknown_type")]
+
+
 def test_crlf_line_endings_load_like_lf(landing, warehouse_path) -> None:
     lines = [
         event(messageId="crlf-1", properties={"plan": "pro"}),

@@ -141,12 +141,13 @@ def test_drop_anonymous_pages_and_two_transformations(landing, warehouse_path) -
         event("page", messageId="known-page", userId="u-1", properties={"path": "/"}),
         event("page", messageId="internal-page", userId="u-2", context={"traits": {"email": "q@rudderstack.com"}}),
         event(messageId="anon-track"),
+        event("Page", messageId="anon-page-capitalised", properties={"path": "/"}),
     ]
     write_dump(landing, lines)
     chosen = tuple(resolve(["drop_anonymous_pages", "drop_internal_emails"]))
     summary = load(landing, warehouse_path, transformations=chosen)
     assert summary.filter_rules == {
-        "transformation: drop_anonymous_pages": 1,
+        "transformation: drop_anonymous_pages": 2,
         "transformation: drop_internal_emails": 1,
     }
     assert {r[0] for r in query(warehouse_path, f"SELECT id FROM {ES}.pages")} == {"known-page"}
