@@ -1,7 +1,7 @@
 """RudderStack's flattening and typing rules, as pure functions the loader applies to a batch.
 
-Flattening: nested objects are joined with `_` (context under the `context_` prefix, properties and
-traits with none), arrays stay whole as JSON text, null and "" are skipped. Every name goes through
+Flattening: nested objects are joined with `_` (context under the `context_` prefix, properties, traits
+and userProperties with none), arrays stay whole as JSON text, null and "" are skipped. Every name goes through
 `naming.safe_name`. Typing: a new column takes the kind first seen in the batch, except that a string
 anywhere makes it a string; an existing column keeps its kind, and a value that does not fit it becomes
 NULL plus a `rudder_discards` row.
@@ -125,15 +125,20 @@ class ColumnPlan:
 
     table: str
     event_type: str
-    # column -> the paths feeding it, sorted (the first non-null wins when several keys collide)
+    # column -> the paths feeding it, by object precedence then sorted (the first non-null wins when
+    # several keys collide)
     columns: dict[str, list[Path]]
     rejected: list[Rejected]
 
 
-def leaf_column(path: Path) -> str:
-    """The column a payload path feeds: context paths keep their `context` prefix, properties and
-    traits lose their object's name (`properties.plan` -> `plan`)."""
-    return safe_name("_".join(path if path[0] == "context" else path[1:]))
+def leaf_column(path: Path, event_type: str | None = None) -> str:
+    """The column a payload path feeds: context paths keep their `context` prefix, properties, traits
+    and userProperties lose their object's name (`properties.plan` -> `plan`). In an identify, a key
+    naming `user_id` feeds `_user_id`."""
+    column = safe_name("_".join(path if path[0] == "context" else path[1:]))
+    if event_type == "identify" and column == "user_id" and path[0] != "context":
+        return spec.IDENTIFY_USER_ID_COLUMN
+    return column
 
 
 def plan_columns(table: str, event_type: str, leaves: Iterable[Path], existing: dict[str, str]) -> ColumnPlan:
@@ -142,8 +147,10 @@ def plan_columns(table: str, event_type: str, leaves: Iterable[Path], existing: 
     columns: dict[str, list[Path]] = {}
     rejected: list[Rejected] = []
     known = set(existing) | set(standard)
-    for path in sorted(leaves):
-        column = leaf_column(path)
+    # Objects in their type's order, then paths in sorted order: the first non-null value wins.
+    order = {obj: rank for rank, obj in enumerate(spec.PAYLOAD_OBJECTS[event_type])}
+    for path in sorted(leaves, key=lambda p: (order.get(p[0], len(order)), p)):
+        column = leaf_column(path, event_type)
         # A key with no letters or digits names nothing: its column would be its parent's (or none).
         if not column or not safe_name(path[-1]) or (path[0] == "context" and column == "context"):
             rejected.append(Rejected(path, "", "the key has no letters or digits to name a column"))

@@ -59,19 +59,27 @@ DISCARDS_COLUMNS: dict[str, str] = {
     "reason": "string",
 }
 
-# The objects whose keys become columns, per type. Context is flattened for every type (under the
-# `context_` prefix); properties for track/page/screen; root traits for identify/group/alias.
 # The objects RudderStack documents in `context`: a load starts knowing them, so shape discovery groups
 # events by their keys from its first round instead of finding them in samples first.
 CONTEXT_OBJECTS = ("app", "campaign", "device", "library", "network", "os", "page", "screen", "traits")
+# The objects whose keys become columns, per type, the one whose value a column takes first when keys
+# of several collide. Context is flattened for every type (under the `context_` prefix); properties for
+# track/page/screen; root traits for identify/group/alias; userProperties for track (the event table)
+# and identify. RudderStack's transformer sets them in the reverse order, each overwriting the last,
+# with null and "" skipped: the same value wins.
 PAYLOAD_OBJECTS: dict[str, tuple[str, ...]] = {
-    "track": ("context", "properties"),
+    "track": ("context", "userProperties", "properties"),
     "page": ("context", "properties"),
     "screen": ("context", "properties"),
-    "identify": ("context", "traits"),
+    "identify": ("context", "traits", "userProperties"),
     "group": ("context", "traits"),
     "alias": ("context", "traits"),
 }
+# The root objects of every type, known to every load from its start (see writer.KnownPaths).
+ROOT_OBJECTS = tuple(sorted({obj for objects in PAYLOAD_OBJECTS.values() for obj in objects}))
+# An identify's payload key named `user_id` (a trait `userId`, say) is renamed to this column, as
+# RudderStack does, rather than colliding with the standard column.
+IDENTIFY_USER_ID_COLUMN = "_user_id"
 # Payload keys that a standard column is read from (so they are not collisions): context.ip is the
 # passed ip; a page's or screen's name falls back to properties.name, which the JS SDK always sets.
 STANDARD_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {

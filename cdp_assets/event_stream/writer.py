@@ -146,7 +146,7 @@ class KnownPaths:
 
     objects: set[Path] = field(
         default_factory=lambda: (
-            {(obj,) for obj in ("context", "properties", "traits")} | {("context", obj) for obj in spec.CONTEXT_OBJECTS}
+            {(obj,) for obj in spec.ROOT_OBJECTS} | {("context", obj) for obj in spec.CONTEXT_OBJECTS}
         )
     )
 
@@ -429,7 +429,7 @@ class TableWriter:
         """
         shapes: dict[GroupKey, Shape] = {}
         read: set[int] = set()
-        payload = [json_pointer(obj) for obj in ("context", "properties", "traits")]
+        payload = [json_pointer(obj) for obj in spec.ROOT_OBJECTS]
         # After a first round grouped by classification's `keys_hash`: the groups whose events must be
         # grouped again by the keys at the objects that round found (see `_regroup`); None: all events.
         regroup: list[int | None] | None = None

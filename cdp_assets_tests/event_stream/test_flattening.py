@@ -341,3 +341,43 @@ def test_only_groups_whose_sample_holds_a_new_objects_key_are_grouped_again() ->
     assert _regroup(samples, {("context", "page")}, hashed) == []
     # A new top-level object has no hashed parent: every event is grouped again.
     assert _regroup(samples, {("integrations",)}, hashed) is None
+
+
+def test_user_properties_feed_the_event_table_and_identifies_and_a_user_id_trait_is_renamed(
+    landing, warehouse_path
+) -> None:
+    lines = [
+        event(
+            messageId="t-up",
+            userId="u-1",
+            properties={"plan": "basic", "total": 5},
+            userProperties={"plan": "pro", "seats": {"used": 3}, "blank": ""},
+        ),
+        # A null user property leaves the property's value in place.
+        event(messageId="t-up-null", properties={"plan": "basic"}, userProperties={"plan": None}),
+        event(
+            "identify",
+            messageId="i-up",
+            userId="u-1",
+            traits={"email": "t@example.com", "tier": "gold", "userId": "crm-7"},
+            userProperties={"tier": "silver", "score": 9},
+        ),
+        event("page", messageId="p-up", properties={"path": "/"}, userProperties={"tier": "gold"}),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded) == (4, 0)
+    track = row(warehouse_path, "order_completed", "t-up")
+    # userProperties are unprefixed columns of the event table and win over properties of the same name.
+    assert (track["plan"], track["total"], track["seats_used"]) == ("pro", 5, 3)
+    assert row(warehouse_path, "order_completed", "t-up-null")["plan"] == "basic"
+    assert "seats_used" not in columns(warehouse_path, "tracks")
+    identify = row(warehouse_path, "identifies", "i-up")
+    # Root traits win over userProperties; a trait naming user_id lands in _user_id, not in a discard.
+    assert (identify["tier"], identify["score"], identify["email"]) == ("gold", 9, "t@example.com")
+    assert (identify["user_id"], identify["_user_id"]) == ("u-1", "crm-7")
+    user = row(warehouse_path, "users", "u-1")
+    assert (user["_user_id"], user["tier"], user["score"]) == ("crm-7", "gold", 9)
+    # RudderStack flattens userProperties for track and identify only (like any other root field).
+    assert "tier" not in columns(warehouse_path, "pages")
+    assert discards(warehouse_path) == []
