@@ -96,6 +96,8 @@ def classify(
         "max_bytes": spec.MAX_EVENT_BYTES,
         "integrations_ptr": json_pointer("integrations"),
         "keys": key_pointers,
+        "context_ptr": json_pointer("context"),
+        "event_ptr": json_pointer("event"),
         "types": list(spec.EVENT_TYPES),
     }
     for t in transformations:
@@ -128,6 +130,16 @@ def classify(
                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
                {id_hash("message_id")} AS id_hash,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
+               -- RudderStack fails an event whose context is neither an object nor null. A line with a
+               -- context ip or library name has an object there; only the others (rare: every SDK names
+               -- its library) are parsed again to look.
+               CASE WHEN b IS NOT NULL AND b[11] IS NULL AND b[17] IS NULL
+                    THEN json_type(raw, $context_ptr) NOT IN ('OBJECT', 'NULL') END AS bad_context,
+               -- Only a JSON string names a track's event table (RudderStack's transformer takes no other
+               -- kind); a name that may be a number, a boolean or an object in the JSON is looked at.
+               CASE WHEN event_type = 'track' AND (b[5][1] IN ('{{', '[') OR b[5] IN ('true', 'false')
+                                                  OR TRY_CAST(b[5] AS DOUBLE) IS NOT NULL)
+                    THEN json_type(raw, $event_ptr) <> 'VARCHAR' ELSE false END AS unnamed_event,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
                CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
                -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null (the
@@ -144,6 +156,7 @@ def classify(
                    WHEN b IS NULL THEN 'invalid_json'
                    WHEN event_type IS NULL OR NOT list_contains($types, event_type) THEN 'unknown_type'
                    WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'
+                   WHEN bad_context THEN 'context_not_an_object'
                END AS discard_reason
                {extra_lists}
         FROM (SELECT *,
@@ -256,7 +269,7 @@ def classify(
             b[15] AS group_id,
             b[16] AS previous_id
         FROM t
-        LEFT JOIN _event_tables e ON t.event_type = 'track' AND e.event_text = b[5]
+        LEFT JOIN _event_tables e ON t.event_type = 'track' AND NOT t.unnamed_event AND e.event_text = b[5]
         """,
         {**rule_params, "routing": routing_pointers()},
     )
@@ -325,7 +338,7 @@ def _map_event_tables(conn: duckdb.DuckDBPyConnection) -> None:
     names = [
         row[0]
         for row in conn.execute(
-            "SELECT DISTINCT b[5] FROM _parsed WHERE event_type = 'track' AND b[5] IS NOT NULL"
+            "SELECT DISTINCT b[5] FROM _parsed WHERE event_type = 'track' AND b[5] IS NOT NULL AND NOT unnamed_event"
         ).fetchall()
     ]
     tables = [event_table_name(name) or None for name in names]

@@ -20,6 +20,7 @@ from cdp_assets_tests.event_stream.helpers import (
     load,
     load_errors,
     query,
+    row,
 )
 
 UPLOADED = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
@@ -166,6 +167,60 @@ def test_the_type_is_read_case_aside_as_rudderstack_does_but_not_trimmed(landing
     assert query(warehouse_path, f"SELECT id, name, path FROM {ES}.pages") == [("p-upper", "Home", "/")]
     assert query(warehouse_path, f"SELECT id, context_traits_email FROM {ES}.users") == [("u-1", "a@example.com")]
     assert [(e["line_no"], e["reason"]) for e in load_errors(warehouse_path)] == [(4, "unknown_type")]
+
+
+def test_a_context_that_is_not_an_object_discards_the_event_as_rudderstack_fails_it(landing, warehouse_path) -> None:
+    lines = [
+        event(messageId="ctx-string", context="web"),
+        event(messageId="ctx-array", context=[{"ip": "10.0.0.1"}]),
+        event(messageId="ctx-number", context=5),
+        compact(_with(event(messageId="ctx-null"), context=None)),
+        event(messageId="ctx-empty", context={}),
+        event(messageId="ctx-bare", context={"locale": "de-DE"}),  # neither ip nor library: looked at, kept
+        event(messageId="ctx-missing", context=None),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded) == (4, 3)
+    assert summary.discard_reasons == {"context_not_an_object": 3}
+    assert [(e["line_no"], e["reason"]) for e in load_errors(warehouse_path)] == [
+        (1, "context_not_an_object"),
+        (2, "context_not_an_object"),
+        (3, "context_not_an_object"),
+    ]
+    assert sorted(r[0] for r in query(warehouse_path, f"SELECT id FROM {ES}.tracks")) == [
+        "ctx-bare",
+        "ctx-empty",
+        "ctx-missing",
+        "ctx-null",
+    ]
+    assert row(warehouse_path, "order_completed", "ctx-bare")["context_locale"] == "de-DE"
+
+
+def test_only_a_json_string_names_an_event_table(landing, warehouse_path) -> None:
+    lines = [
+        event(messageId="name-number", event=42),
+        event(messageId="name-bool", event=True),
+        event(messageId="name-object", event={"name": "Order Completed"}),
+        event(messageId="name-array", event=["a"]),
+        event(messageId="name-numeric-text", event="42"),
+        event(messageId="name-bracket-text", event="[beta] Clicked"),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded) == (6, 0)
+    tracks = dict(query(warehouse_path, f"SELECT id, event FROM {ES}.tracks"))
+    assert tracks == {
+        "name-number": None,
+        "name-bool": None,
+        "name-object": None,
+        "name-array": None,
+        "name-numeric-text": "_42",
+        "name-bracket-text": "beta_clicked",
+    }
+    # The value is kept as the event's text all the same.
+    assert row(warehouse_path, "tracks", "name-number")["event_text"] == "42"
+    assert set(summary.tables) == {"tracks", "_42", "beta_clicked"}
 
 
 def test_crlf_line_endings_load_like_lf(landing, warehouse_path) -> None:
