@@ -55,14 +55,18 @@ def looks_like_datetime(value: str) -> bool:
 Path = tuple[str, ...]
 
 
+# Whole numbers from this magnitude on do not fit 64 bits: RudderStack reads every JSON number as a
+# float64 and calls it an int only if it survives the round trip through int64.
+INT_LIMIT = 2.0**63
+
+
 def sampled_kind(value: object) -> str:
     """The kind of a (non-null, non-empty) JSON value, the way the loader's SQL kinds it."""
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "int" if value.is_integer() else "float"
+    if isinstance(value, int | float):
+        whole = isinstance(value, int) or value.is_integer()
+        return "int" if whole and abs(float(value)) < INT_LIMIT else "float"
     if isinstance(value, str) and looks_like_datetime(value):
         return "datetime"
     return "string"

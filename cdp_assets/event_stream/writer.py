@@ -76,13 +76,15 @@ MACROS = [
     "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
     "WHEN f IN ('true', 'false') THEN 'boolean' ELSE 'number' END",
 ]
-# What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects.
+# What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects. A
+# whole number beyond 64 bits is a float, as RudderStack kinds it (see flatten.sampled_kind).
 MACROS.append(
     "cdp_kind(f) AS CASE WHEN NOT cdp_present(f) THEN NULL "
     "WHEN starts_with(f, '[') THEN 'string' "
     "WHEN starts_with(f, '\"') THEN CASE WHEN cdp_is_datetime(f) THEN 'datetime' ELSE 'string' END "
     "WHEN f IN ('true', 'false') THEN 'boolean' "
-    "WHEN cdp_is_fraction(f) THEN 'float' ELSE 'int' END"
+    "WHEN cdp_is_fraction(f) THEN 'float' "
+    f"WHEN abs(TRY_CAST(f AS DOUBLE)) >= {2.0**63!r} THEN 'float' ELSE 'int' END"
 )
 
 # Whether a value's JSON text `{f}` fits a column kind, cheaply (a first character is enough for most).
