@@ -72,7 +72,11 @@ MACROS = [
     "THEN TRY_CAST(trunc(TRY_CAST(f AS DOUBLE)) AS BIGINT) ELSE TRY_CAST(f AS BIGINT) END",
     "cdp_to_float(f) AS CASE WHEN cdp_is_number(f) THEN TRY_CAST(f AS DOUBLE) END",
     "cdp_to_boolean(f) AS CASE f WHEN 'true' THEN true WHEN 'false' THEN false END",
-    "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') THEN cdp_datetime_text(cdp_unquote(f)) END",
+    # RudderStack writes a datetime value with milliseconds (RFC 3339 "milli"): the rest is cut, as it is
+    # from the standard timestamps (see classify._to_millisecond, whose integer arithmetic this repeats).
+    "cdp_to_millisecond(u) AS make_timestamptz(u - (u % 1000 + 1000) % 1000)",
+    "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') "
+    "THEN cdp_to_millisecond(epoch_us(cdp_datetime_text(cdp_unquote(f)))) END",
     "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
     "WHEN f IN ('true', 'false') THEN 'boolean' ELSE 'number' END",
 ]

@@ -61,6 +61,7 @@ def typed(tmp_path_factory):
                 "space_time": "2009-05-19 14:39:22",
                 "zulu": "2019-09-26T06:30:12.984Z",
                 "micros": "2020-02-11 04:56:55.175116",
+                "before_1970": "1969-12-31T23:59:59.9996Z",
                 "offset_compact": "2019-09-26T06:30:12.984+0530",
                 "offset_colon": "2019-09-26T06:30:12.984+05:30",
                 "numeric_text": "123",
@@ -129,7 +130,9 @@ def test_values_are_converted_and_datetimes_rewritten_to_utc(typed) -> None:
     assert r["day"] == _utc("2019-09-26T00:00:00+00:00")
     assert r["space_time"] == _utc("2009-05-19T14:39:22+00:00")
     assert r["zulu"] == _utc("2019-09-26T06:30:12.984+00:00")
-    assert r["micros"] == _utc("2020-02-11T04:56:55.175116+00:00")
+    # Cut to the millisecond, as RudderStack writes datetimes.
+    assert r["micros"] == _utc("2020-02-11T04:56:55.175+00:00")
+    assert r["before_1970"] == _utc("1969-12-31T23:59:59.999+00:00")  # cut, not rounded up to 1970
     assert r["offset_compact"] == r["offset_colon"] == _utc("2019-09-26T01:00:12.984+00:00")
     assert (r["numeric_text"], r["negative"], r["exponent"]) == ("123", -7, 1000)
     assert (r["huge"], r["int64_max"], r["int64_max_minus_1024"]) == (1.2345678901234568e29, 2.0**63, 2**63 - 1025)
