@@ -1,10 +1,10 @@
 """RudderStack's flattening and typing rules, as pure functions the loader applies to a batch.
 
 Flattening: nested objects are joined with `_` (context under the `context_` prefix, properties, traits
-and userProperties with none), arrays stay whole as JSON text, null and "" are skipped. Every name goes through
-`naming.safe_name`. Typing: a new column takes the kind first seen in the batch, except that a string
-anywhere makes it a string; an existing column keeps its kind, and a value that does not fit it becomes
-NULL plus a `rudder_discards` row.
+and userProperties with none), arrays stay whole as JSON text, null and "" are skipped. Every name goes
+through `naming.safe_name`. Typing: a new column takes the kind first seen in the batch, except that a
+string anywhere makes it a string; an existing column keeps its kind, and a value that does not fit it
+becomes NULL plus a `rudder_discards` row.
 
 The loader discovers the leaf paths of a batch (`discover` walks sample events), maps them to columns
 here (`plan_columns`), measures what kinds of values each new column received, in SQL, and settles the

@@ -21,6 +21,7 @@ import duckdb
 from cdp_assets.event_stream import spec
 from cdp_assets.event_stream.flatten import (
     DATETIME_PATTERN,
+    INT_LIMIT,
     ColumnPlan,
     Path,
     Shape,
@@ -88,7 +89,7 @@ MACROS.append(
     "WHEN starts_with(f, '\"') THEN CASE WHEN cdp_is_datetime(f) THEN 'datetime' ELSE 'string' END "
     "WHEN f IN ('true', 'false') THEN 'boolean' "
     "WHEN cdp_is_fraction(f) THEN 'float' "
-    f"WHEN abs(TRY_CAST(f AS DOUBLE)) >= {2.0**63!r} THEN 'float' ELSE 'int' END"
+    f"WHEN abs(TRY_CAST(f AS DOUBLE)) >= {INT_LIMIT!r} THEN 'float' ELSE 'int' END"
 )
 
 # Whether a value's JSON text `{f}` fits a column kind, cheaply (a first character is enough for most).
