@@ -135,7 +135,7 @@ class ColumnPlan:
     rejected: list[Rejected]
 
 
-def leaf_column(path: Path, event_type: str | None = None) -> str:
+def leaf_column(path: Path, event_type: str) -> str:
     """The column a payload path feeds: context paths keep their `context` prefix, properties, traits
     and userProperties lose their object's name (`properties.plan` -> `plan`). In an identify, a key
     naming `user_id` feeds `_user_id`."""
