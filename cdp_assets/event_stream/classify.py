@@ -64,6 +64,19 @@ def _to_millisecond(micros: str) -> str:
     return f"({micros} - ({micros} % 1000 + 1000) % 1000)"
 
 
+# The envelope ids (their positions in b, 1-based) that name a person or a group: a JSON object or
+# array there is no id. RudderStack's rules skip an object and a blank (empty) array; this loader takes
+# no array for an id either, since its text would join unrelated events in identity stitching.
+_IDS = {name: ENVELOPE.index((name,)) + 1 for name in ("anonymousId", "userId", "groupId", "previousId")}
+
+
+def _id(name: str) -> str:
+    """SQL: the envelope id `name` as text, NULL when it is an object or an array (see `id_kinds`)."""
+    position = _IDS[name]
+    kind = list(_IDS).index(name) + 1
+    return f"CASE WHEN id_kinds[{kind}] IN ('OBJECT', 'ARRAY') THEN NULL ELSE b[{position}] END"
+
+
 def _macro_name(t: Transformation) -> str:
     return f"cdp_transform_{t.name}"
 
@@ -98,6 +111,7 @@ def classify(
         "keys": key_pointers,
         "context_ptr": json_pointer("context"),
         "event_ptr": json_pointer("event"),
+        "id_ptrs": [json_pointer(name) for name in _IDS],
         "types": list(spec.EVENT_TYPES),
     }
     for t in transformations:
@@ -126,7 +140,7 @@ def classify(
             LEFT JOIN _offsets o ON o.filename = r.filename
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
-               is_object, b, event_type,
+               is_object, b, event_type, id_kinds,
                coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
                {id_hash("message_id")} AS id_hash,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
@@ -137,7 +151,7 @@ def classify(
                     THEN json_type(raw, $context_ptr) NOT IN ('OBJECT', 'NULL') END AS bad_context,
                -- Only a JSON string names a track's event table (RudderStack's transformer takes no other
                -- kind); a name that may be a number, a boolean or an object in the JSON is looked at.
-               CASE WHEN event_type = 'track' AND (b[5][1] IN ('{{', '[') OR b[5] IN ('true', 'false')
+               CASE WHEN event_type = 'track' AND (ascii(b[5]) IN (91, 123) OR b[5] IN ('true', 'false')
                                                   OR TRY_CAST(b[5] AS DOUBLE) IS NOT NULL)
                     THEN json_type(raw, $event_ptr) <> 'VARCHAR' ELSE false END AS unnamed_event,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
@@ -155,13 +169,18 @@ def classify(
                    WHEN NOT is_object THEN CASE WHEN other_json THEN 'not_an_object' ELSE 'invalid_json' END
                    WHEN b IS NULL THEN 'invalid_json'
                    WHEN event_type IS NULL OR NOT list_contains($types, event_type) THEN 'unknown_type'
-                   WHEN coalesce(trim(b[3]), '') = '' AND coalesce(trim(b[4]), '') = '' THEN 'missing_ids'
+                   WHEN coalesce(trim({_id("anonymousId")}), '') = '' AND coalesce(trim({_id("userId")}), '') = ''
+                       THEN 'missing_ids'
                    WHEN bad_context THEN 'context_not_an_object'
                END AS discard_reason
                {extra_lists}
         FROM (SELECT *,
                      -- RudderStack's warehouse transformer lower-cases the type ("Track" is a track call).
-                     CASE WHEN list_contains($types, b[1]) THEN b[1] ELSE lower(b[1]) END AS event_type
+                     CASE WHEN list_contains($types, b[1]) THEN b[1] ELSE lower(b[1]) END AS event_type,
+                     -- The JSON kinds of the ids, looked at only where one reads like an object or array
+                     -- (starts with [ or {{, 91 and 123: comparing codes is the cheapest first test).
+                     CASE WHEN {" OR ".join(f"ascii(b[{i}]) IN (91, 123)" for i in _IDS.values())}
+                          THEN json_type(raw, $id_ptrs) END AS id_kinds
               FROM (SELECT *, CASE WHEN NOT has_ctrl AND forced IS NULL AND nbytes <= $max_bytes AND is_object
                                    THEN TRY(json_extract_string(raw, $envelope)) END AS b
                     FROM lines))
@@ -244,8 +263,8 @@ def classify(
             CASE WHEN t.event_type = 'track' THEN b[5] END AS event_text,
             e.table_name AS event_table,
             list_extract($type_tables, list_position($type_names, t.event_type)) AS type_table,
-            nullif(b[3], '') AS anonymous_id,
-            nullif(b[4], '') AS user_id,
+            nullif({_id("anonymousId")}, '') AS anonymous_id,
+            nullif({_id("userId")}, '') AS user_id,
             make_timestamptz(sent_us) AS sent_at,
             -- RudderStack's clock-skew rule: the device's offset is removed from the server time (a
             -- correction that leaves the timestamp range gives the server time).
@@ -266,8 +285,8 @@ def classify(
             $dest_id AS context_destination_id,
             $dest_type AS context_destination_type,
             CASE WHEN t.event_type IN ('page', 'screen') THEN coalesce(b[13], b[14]) END AS name,
-            b[15] AS group_id,
-            b[16] AS previous_id
+            {_id("groupId")} AS group_id,
+            {_id("previousId")} AS previous_id
         FROM t
         LEFT JOIN _event_tables e ON t.event_type = 'track' AND NOT t.unnamed_event AND e.event_text = b[5]
         """,

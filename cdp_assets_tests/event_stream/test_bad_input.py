@@ -223,6 +223,30 @@ def test_only_a_json_string_names_an_event_table(landing, warehouse_path) -> Non
     assert set(summary.tables) == {"tracks", "_42", "beta_clicked"}
 
 
+def test_an_object_or_array_is_no_id(landing, warehouse_path) -> None:
+    # An SDK that sends {} as every visitor's anonymousId would otherwise join them all into one person.
+    lines = [
+        event(messageId="anon-empty-object", anonymousId={}, userId="u-1"),
+        event(messageId="anon-object-only", anonymousId={"id": "a-1"}),
+        event(messageId="anon-braced-text", anonymousId="{a-2}"),
+        event(messageId="user-array", anonymousId="a-3", userId=[]),
+        event("alias", messageId="alias-object", userId="u-4", previousId={"id": "a-4"}),
+        event("group", messageId="group-array", userId="u-5", groupId=["g-1"]),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded, summary.discard_reasons) == (5, 1, {"missing_ids": 1})
+    assert [(e["line_no"], e["reason"]) for e in load_errors(warehouse_path)] == [(2, "missing_ids")]
+    ids = {r[0]: r[1:] for r in query(warehouse_path, f"SELECT id, anonymous_id, user_id FROM {ES}.tracks")}
+    assert ids == {
+        "anon-empty-object": (None, "u-1"),
+        "anon-braced-text": ("{a-2}", None),
+        "user-array": ("a-3", None),
+    }
+    assert row(warehouse_path, "aliases", "alias-object")["previous_id"] is None
+    assert row(warehouse_path, "groups", "group-array")["group_id"] is None
+
+
 def test_crlf_line_endings_load_like_lf(landing, warehouse_path) -> None:
     lines = [
         event(messageId="crlf-1", properties={"plan": "pro"}),
