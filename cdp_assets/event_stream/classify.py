@@ -77,6 +77,18 @@ def _id(name: str) -> str:
     return f"CASE WHEN id_kinds[{kind}] IN ('OBJECT', 'ARRAY') THEN NULL ELSE b[{position}] END"
 
 
+def _id_rejects() -> str:
+    """SQL: the ids of a line that were a non-empty object or array, as rudder_discards entries (column,
+    value), NULL when there are none. An empty one is blank, skipped like "" and null."""
+    columns = {"anonymousId": "anonymous_id", "userId": "user_id", "groupId": "group_id", "previousId": "previous_id"}
+    entries = ", ".join(
+        f"struct_pack(column_name := '{column}', column_value := b[{_IDS[name]}], "
+        f"bad := {_id(name)} IS NULL AND b[{_IDS[name]}] NOT IN ('{{}}', '[]'))"
+        for name, column in columns.items()
+    )
+    return f"CASE WHEN id_kinds IS NOT NULL THEN nullif(list_filter([{entries}], lambda e: e.bad), []) END"
+
+
 def _macro_name(t: Transformation) -> str:
     return f"cdp_transform_{t.name}"
 
@@ -259,6 +271,7 @@ def classify(
             CASE WHEN status = 'discarded' THEN discard_reason
                  WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
             t.message_id, t.id_hash,
+            {_id_rejects()} AS id_rejects,
             t.event_type,
             CASE WHEN t.event_type = 'track' THEN b[5] END AS event_text,
             e.table_name AS event_table,

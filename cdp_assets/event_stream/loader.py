@@ -305,6 +305,9 @@ def _write_tables(writer: TableWriter, known: KnownPaths) -> list[TableWrite]:
     users = writer.refresh_users()
     if users:
         writes.append(TableWrite(spec.USERS_TABLE, rows=users))
+    rejected_ids = writer.id_discards()
+    if rejected_ids:
+        writes.append(TableWrite(spec.DISCARDS_TABLE, value_discards=rejected_ids))
     return writes
 
 

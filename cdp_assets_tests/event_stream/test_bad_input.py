@@ -16,6 +16,7 @@ from cdp_assets_tests.event_stream.helpers import (
     LEDGER,
     compact,
     dicts,
+    discards,
     gzip_lines,
     load,
     load_errors,
@@ -245,6 +246,17 @@ def test_an_object_or_array_is_no_id(landing, warehouse_path) -> None:
     }
     assert row(warehouse_path, "aliases", "alias-object")["previous_id"] is None
     assert row(warehouse_path, "groups", "group-array")["group_id"] is None
+    # Not a silent drop: a non-empty object or array goes to rudder_discards for each table the event
+    # landed in; an empty one is blank, skipped like "" and null.
+    reason = "a JSON object or array is no id; loaded as NULL"
+    assert [
+        (d["table_name"], d["row_id"], d["column_name"], d["column_value"], d["reason"])
+        for d in discards(warehouse_path)
+    ] == [
+        ("aliases", "alias-object", "previous_id", '{"id":"a-4"}', reason),
+        ("groups", "group-array", "group_id", '["g-1"]', reason),
+    ]
+    assert summary.value_discards == 2
 
 
 def test_crlf_line_endings_load_like_lf(landing, warehouse_path) -> None:
