@@ -122,7 +122,6 @@ def classify(
         "integrations_ptr": json_pointer("integrations"),
         "keys": key_pointers,
         "context_ptr": json_pointer("context"),
-        "event_ptr": json_pointer("event"),
         "id_ptrs": [json_pointer(name) for name in _IDS],
         "types": list(spec.EVENT_TYPES),
     }
@@ -161,11 +160,6 @@ def classify(
                -- its library) are parsed again to look.
                CASE WHEN b IS NOT NULL AND b[11] IS NULL AND b[17] IS NULL
                     THEN json_type(raw, $context_ptr) NOT IN ('OBJECT', 'NULL') END AS bad_context,
-               -- Only a JSON string names a track's event table (RudderStack's transformer takes no other
-               -- kind); a name that may be a number, a boolean or an object in the JSON is looked at.
-               CASE WHEN event_type = 'track' AND (ascii(b[5]) IN (91, 123) OR b[5] IN ('true', 'false')
-                                                  OR TRY_CAST(b[5] AS DOUBLE) IS NOT NULL)
-                    THEN json_type(raw, $event_ptr) <> 'VARCHAR' ELSE false END AS unnamed_event,
                -- Only for the rare lines that are not objects: valid JSON of another kind, or not JSON at all.
                CASE WHEN NOT is_object AND NOT blank AND NOT has_ctrl THEN json_valid(raw) END AS other_json,
                -- A JSON null reads as SQL NULL like a missing key; only then look for an explicit null (the
@@ -301,7 +295,7 @@ def classify(
             {_id("groupId")} AS group_id,
             {_id("previousId")} AS previous_id
         FROM t
-        LEFT JOIN _event_tables e ON t.event_type = 'track' AND NOT t.unnamed_event AND e.event_text = b[5]
+        LEFT JOIN _event_tables e ON t.event_type = 'track' AND e.event_text = b[5]
         """,
         {**rule_params, "routing": routing_pointers()},
     )
@@ -370,7 +364,7 @@ def _map_event_tables(conn: duckdb.DuckDBPyConnection) -> None:
     names = [
         row[0]
         for row in conn.execute(
-            "SELECT DISTINCT b[5] FROM _parsed WHERE event_type = 'track' AND b[5] IS NOT NULL AND NOT unnamed_event"
+            "SELECT DISTINCT b[5] FROM _parsed WHERE event_type = 'track' AND b[5] IS NOT NULL"
         ).fetchall()
     ]
     tables = [event_table_name(name) or None for name in names]
