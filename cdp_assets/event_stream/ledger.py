@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cdp_assets.event_stream.discovery import KnownPaths
 from cdp_assets.event_stream.landing import LandingFile
 from cdp_assets.event_stream.routing import json_pointer
-from cdp_assets.event_stream.writer import KnownPaths
 from cdp_assets.warehouse import Connection
 
 SCHEMA = "event_load"

@@ -22,19 +22,15 @@ import duckdb
 from cdp_assets.event_stream import ledger, spec
 from cdp_assets.event_stream.chunking import ChunkLimits, ChunkPlanner, target_lines
 from cdp_assets.event_stream.classify import Destination, classify, counts_by_file
+from cdp_assets.event_stream.discovery import KnownPaths, discover, key_pointers
+from cdp_assets.event_stream.fast_path import FastPathMiss
 from cdp_assets.event_stream.flatten import Shape
 from cdp_assets.event_stream.landing import LandingFile, LandingStore
 from cdp_assets.event_stream.naming import quote
 from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage, stage_size
 from cdp_assets.event_stream.transformations import Transformation
-from cdp_assets.event_stream.writer import (
-    FastPathMiss,
-    KnownPaths,
-    TableWrite,
-    TableWriter,
-    install_macros,
-    key_pointers,
-)
+from cdp_assets.event_stream.value_sql import install_macros
+from cdp_assets.event_stream.writer import TableWrite, TableWriter
 from cdp_assets.warehouse import Warehouse, WarehouseError, transaction
 
 Progress = Callable[[str, dict], None]
@@ -212,11 +208,10 @@ def _load_chunk(
                         options.schema,
                         uuid_ts,
                         direct_type=direct,
-                        hashed_pointers=hashed,
                         fast=options.fast_path,
                         checked=checked,
                     )
-                    writes = _write_tables(writer, known)
+                    writes = _write_tables(writer, known, hashed)
                     clock = summary.timed("write", clock)
                     per_file = counts_by_file(conn)
                     _record_chunk(conn, staged, per_file, summary.load_id, uuid_ts)
@@ -282,10 +277,10 @@ def _jobs(shapes: dict) -> list[tuple[str, str, Shape, str, dict]]:
     return jobs
 
 
-def _write_tables(writer: TableWriter, known: KnownPaths) -> list[TableWrite]:
+def _write_tables(writer: TableWriter, known: KnownPaths, hashed: list[str]) -> list[TableWrite]:
     for attempt in range(MAX_SHAPE_ATTEMPTS):
         # After a miss, discovery reads every distinct payload structure: the next attempt succeeds.
-        jobs = _jobs(writer.discover(known, thorough=attempt > 0))
+        jobs = _jobs(discover(writer.conn, known, hashed, thorough=attempt > 0))
         prepared = [
             writer.prepare(table, etype, shape, known.objects, where, params)
             for table, etype, shape, where, params in jobs

@@ -75,7 +75,7 @@ PAYLOAD_OBJECTS: dict[str, tuple[str, ...]] = {
     "group": ("context", "traits"),
     "alias": ("context", "traits"),
 }
-# The root objects of every type, known to every load from its start (see writer.KnownPaths).
+# The root objects of every type, known to every load from its start (see discovery.KnownPaths).
 ROOT_OBJECTS = tuple(sorted({obj for objects in PAYLOAD_OBJECTS.values() for obj in objects}))
 # An identify's payload key named `user_id` (a trait `userId`, say) is renamed to this column, as
 # RudderStack does, rather than colliding with the standard column.

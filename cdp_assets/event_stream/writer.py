@@ -1,11 +1,13 @@
 """Writing a classified batch into RudderStack's tables: flattening, typing, schema evolution, discards.
 
-Per batch: `discover` finds every payload path the loaded events hold; per target table, one query
-extracts the values of that table's paths (JSON pointers, bound as a parameter: no key from the data is
-ever written into SQL text) into the temporary table `_vals`; new columns get their kind from what the
-batch holds; then one INSERT converts every value to its column's kind, and values that do not fit
-become NULL plus a `rudder_discards` row. A table whose columns the batch does not change skips `_vals`:
-its INSERT extracts the values itself (the fast path, see TableWriter).
+Per batch, after discovery (see discovery.py) has found every payload path the loaded events hold: per
+target table, one query extracts the values of that table's paths (by position in a parsed struct or by
+JSON pointers bound as a parameter, see json_access.py: no key from the data is ever written into SQL
+text) into a temporary table `_vals_<n>`; new columns get their kind from what the batch holds; then one
+INSERT converts every value to its column's kind, and values that do not fit become NULL plus a
+`rudder_discards` row (the value tests and conversions are in value_sql.py). A table whose columns the
+batch does not change skips `_vals`: its INSERT extracts the values itself (the fast path, see
+TableWriter and fast_path.py).
 """
 
 from __future__ import annotations
@@ -19,117 +21,30 @@ from datetime import datetime
 import duckdb
 
 from cdp_assets.event_stream import spec
+from cdp_assets.event_stream.fast_path import (
+    FAST_PATH_MISS,
+    FastPathMiss,
+    guess_new_kinds,
+    is_fast_path_miss,
+    new_column_tests,
+)
 from cdp_assets.event_stream.flatten import (
-    DATETIME_PATTERN,
-    INT_LIMIT,
     ColumnPlan,
     Path,
     Shape,
     decide_kind,
     plan_columns,
 )
+from cdp_assets.event_stream.json_access import JsonAccess, fast_vals
 from cdp_assets.event_stream.naming import quote
 from cdp_assets.event_stream.routing import json_pointer
-
-SQL_TYPES = {
-    "string": "VARCHAR",
-    "int": "BIGINT",
-    "float": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "datetime": "TIMESTAMPTZ",
-}
-_KIND_OF_TYPE = {
-    "VARCHAR": "string",
-    "BIGINT": "int",
-    "INTEGER": "int",
-    "HUGEINT": "int",
-    "DOUBLE": "float",
-    "FLOAT": "float",
-    "BOOLEAN": "boolean",
-    "TIMESTAMP WITH TIME ZONE": "datetime",
-    "TIMESTAMP": "datetime",
-    "DATE": "datetime",
-}
-
-# Values are handled as the text of their JSON ('"a"', '12', '1.5', 'true', '[1]', '{..}', 'null').
-# A NULL out of a present value is a conflict: RudderStack's "incompatible type" discard.
-MACROS = [
-    "cdp_present(f) AS f IS NOT NULL AND f NOT IN ('null', '\"\"') AND NOT starts_with(f, '{')",
-    "cdp_is_number(f) AS f IS NOT NULL AND NOT (starts_with(f, '\"') OR starts_with(f, '[') "
-    "OR starts_with(f, '{') OR f IN ('true', 'false', 'null'))",
-    "cdp_is_fraction(f) AS (contains(f, '.') OR contains(f, 'e') OR contains(f, 'E')) "
-    "AND TRY_CAST(f AS DOUBLE) <> trunc(TRY_CAST(f AS DOUBLE))",
-    # Escape-free strings are cut out directly; only strings with escapes go through the JSON parser.
-    "cdp_unquote(f) AS CASE WHEN f IS NULL OR f = 'null' THEN NULL WHEN NOT starts_with(f, '\"') THEN f "
-    "WHEN contains(f, '\\') THEN json_extract_string(f, '$') ELSE f[2:-2] END",
-    f"cdp_datetime_text(s) AS CASE WHEN length(s) <= 40 AND regexp_full_match(s, '{DATETIME_PATTERN}') "
-    "THEN TRY_CAST(s AS TIMESTAMPTZ) END",
-    "cdp_is_datetime(f) AS starts_with(f, '\"') AND length(f) BETWEEN 12 AND 42 AND substr(f, 6, 1) = '-' "
-    "AND cdp_datetime_text(f[2:-2]) IS NOT NULL",
-    "cdp_to_string(f) AS CASE WHEN starts_with(f, '{') THEN NULL ELSE nullif(cdp_unquote(f), '') END",
-    # No cdp_is_number test first: the JSON texts that are not numbers (strings, arrays, objects, true,
-    # false, null) fail both casts anyway, and the test cost as much as the cast.
-    "cdp_to_int(f) AS CASE WHEN contains(f, '.') OR contains(f, 'e') OR contains(f, 'E') "
-    "THEN TRY_CAST(trunc(TRY_CAST(f AS DOUBLE)) AS BIGINT) ELSE TRY_CAST(f AS BIGINT) END",
-    "cdp_to_float(f) AS CASE WHEN cdp_is_number(f) THEN TRY_CAST(f AS DOUBLE) END",
-    "cdp_to_boolean(f) AS CASE f WHEN 'true' THEN true WHEN 'false' THEN false END",
-    # RudderStack writes a datetime value with milliseconds (RFC 3339 "milli"): the rest is cut, as it is
-    # from the standard timestamps (see classify._to_millisecond, whose integer arithmetic this repeats).
-    "cdp_to_millisecond(u) AS make_timestamptz(u - (u % 1000 + 1000) % 1000)",
-    "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') "
-    "THEN cdp_to_millisecond(epoch_us(cdp_datetime_text(cdp_unquote(f)))) END",
-    "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
-    "WHEN f IN ('true', 'false') THEN 'boolean' ELSE 'number' END",
-]
-# What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects. A
-# whole number beyond 64 bits is a float, as RudderStack kinds it (see flatten.sampled_kind).
-MACROS.append(
-    "cdp_kind(f) AS CASE WHEN NOT cdp_present(f) THEN NULL "
-    "WHEN starts_with(f, '[') THEN 'string' "
-    "WHEN starts_with(f, '\"') THEN CASE WHEN cdp_is_datetime(f) THEN 'datetime' ELSE 'string' END "
-    "WHEN f IN ('true', 'false') THEN 'boolean' "
-    "WHEN cdp_is_fraction(f) THEN 'float' "
-    f"WHEN abs(TRY_CAST(f AS DOUBLE)) >= {INT_LIMIT!r} THEN 'float' ELSE 'int' END"
-)
-
-# Whether a value's JSON text `{f}` fits a column kind, cheaply (a first character is enough for most).
-# An int must also fit the column's 64 bits: a longer number is a discard, not a silent NULL. (Also the
-# cheapest test to plan: with hundreds of columns, planning costs more than running.)
-_FITS = {
-    "int": "cdp_to_int({f}) IS NOT NULL",
-    "float": "cdp_to_float({f}) IS NOT NULL",
-    "boolean": "{f} IN ('true', 'false')",
-    "datetime": "cdp_is_datetime({f})",
-}
+from cdp_assets.event_stream.value_sql import SQL_TYPES, conflict_test, kind_of_type, widening
 
 # Where the standard columns come from (`_cls` names them the same, except these).
 _STANDARD_SOURCES = {"id": "message_id", "event": "event_table"}
 
 # The most parallel scans of `_loaded` one table's extraction splits into (see `prepare`).
 MAX_SCAN_PARTS = 8
-
-# Shape discovery stops after this many rounds (each round groups the events by the keys they hold at
-# every known path and reads one event per new group); real streams settle in two or three.
-MAX_DISCOVERY_ROUNDS = 8
-# Grouping by keys learns one more level of nesting a round at worst (a chain of events, each nesting
-# deeper where only the one before was read). After this many rounds, and when asked to be thorough,
-# events are grouped by the whole structure of their payload instead: costlier, but one round reads
-# every distinct shape, so discovery always settles.
-KEY_GROUPING_ROUNDS = 3
-
-
-def key_pointers(known: KnownPaths) -> list[str]:
-    """The JSON pointers whose keys group events in shape discovery, in a fixed order."""
-    return [json_pointer(*p) for p in sorted(known.objects)]
-
-
-def install_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    for macro in MACROS:
-        conn.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
-
-
-def kind_of_type(sql_type: str) -> str:
-    return _KIND_OF_TYPE.get(sql_type.upper(), "string")
 
 
 @dataclass
@@ -141,151 +56,6 @@ class TableWrite:
     new_columns: dict[str, str] = field(default_factory=dict)
     value_discards: int = 0
     fast: bool = False  # inserted straight from the parse (see TableWriter)
-
-
-@dataclass
-class KnownPaths:
-    """Payload objects known to exist (or documented to: spec.CONTEXT_OBJECTS); discovery groups events
-    by the keys they hold at each of them.
-
-    Kept for the whole load and persisted in the ledger, so a load starts where the last one ended.
-    """
-
-    objects: set[Path] = field(
-        default_factory=lambda: (
-            {(obj,) for obj in spec.ROOT_OBJECTS} | {("context", obj) for obj in spec.CONTEXT_OBJECTS}
-        )
-    )
-
-
-GroupKey = tuple[str, str | None]  # (event type, event table)
-
-
-@dataclass
-class _Node:
-    children: dict[str, _Node] = field(default_factory=dict)
-    leaf: bool = False  # a value here feeds a column (or is discarded)
-    as_json: bool = False  # the leaf needs its JSON text (typed column or discard), not plain text
-    is_object: bool = False  # some event holds an object here
-    # Set in a restricted copy (see _Access.restricted): the form the node has in the whole tree (a
-    # struct, or "JSON" / "VARCHAR" text), and whether it has keys below it there.
-    form: str | None = None
-    nested: bool = False
-
-
-class _Access:
-    """The from_json structure for a set of leaf paths, and each leaf's SQL over the parsed struct `j`.
-
-    Struct fields are reached by position (`struct_extract_at`), so no key is ever spelled in SQL. A node
-    a struct cannot hold (keys equal but for case, an empty key, or a node that is both a value and an
-    object) is parsed as JSON text and its leaves reached by JSON pointers, bound as `$ptr`.
-    """
-
-    def __init__(self) -> None:
-        self.root = _Node()
-        self.pointers: list[str] = []
-        # Values reached by pointer, computed next to the parse: `json_extract(...) AS p<n>`.
-        self.pointer_columns: list[str] = []
-
-    def add(self, path: Path, as_json: bool, objects: set[Path]) -> None:
-        node = self.root
-        for depth in range(len(path)):
-            node = node.children.setdefault(path[depth], _Node())
-            node.is_object = node.is_object or path[: depth + 1] in objects
-        node.leaf = True
-        node.as_json = node.as_json or as_json
-
-    @staticmethod
-    def _structable(node: _Node) -> bool:
-        keys = [key.lower() for key in node.children]
-        return bool(keys) and not node.leaf and "" not in keys and len(set(keys)) == len(keys)
-
-    def _spec(self, node: _Node) -> object:
-        if node.form == "struct" or (node.form is None and self._structable(node)):
-            return {key: self._spec(child) for key, child in node.children.items()}
-        if node.form is not None:
-            return node.form
-        if node.children or node.as_json or node.is_object:
-            return "JSON"
-        return "VARCHAR"
-
-    def restricted(self, keep: set[Path]) -> _Access:
-        """The parse of just the leaves `keep`, each value coming out as it does from this one: every node
-        keeps the form it has here (a struct here may be JSON text there, for keys that differ only in
-        case, say), only the keys leading to `keep` are read."""
-        out = _Access()
-
-        def copy(node: _Node, path: Path) -> _Node:
-            spec_ = self._spec(node)
-            twin = _Node(
-                leaf=node.leaf and path in keep,
-                as_json=node.as_json,
-                is_object=node.is_object,
-                form="struct" if isinstance(spec_, dict) else str(spec_),
-                nested=bool(node.children),
-            )
-            for key, child in node.children.items():
-                below = (*path, key)
-                if any(leaf[: len(below)] == below for leaf in keep):
-                    twin.children[key] = copy(child, below)
-            return twin
-
-        out.root = copy(self.root, ())
-        out.root.form = None
-        return out
-
-    def structure(self) -> dict:
-        return {key: self._spec(child) for key, child in self.root.children.items()}
-
-    def expressions(self) -> dict[Path, tuple[str, bool]]:
-        """Leaf path -> (SQL giving its value as text, whether that text is JSON)."""
-        out: dict[Path, tuple[str, bool]] = {}
-        for index, (key, child) in enumerate(self.root.children.items(), start=1):
-            self._walk(child, (key,), f"struct_extract_at(j, {index})", out)
-        return out
-
-    def _walk(self, node: _Node, path: Path, expr: str, out: dict) -> None:
-        spec_ = self._spec(node)
-        if isinstance(spec_, dict):
-            for index, (key, child) in enumerate(node.children.items(), start=1):
-                self._walk(child, (*path, key), f"struct_extract_at({expr}, {index})", out)
-            return
-        if spec_ == "VARCHAR":
-            out[path] = (expr, False)
-            return
-        # JSON text, as VARCHAR: a JSON-typed value would make every expression mixing it with text JSON.
-        expr = f"{expr}::VARCHAR"
-        if node.leaf:
-            value = (
-                expr
-                if not (node.children or node.nested)
-                else f"CASE WHEN starts_with({expr}, '{{') THEN NULL ELSE {expr} END"
-            )
-            out[path] = (value, True)
-        for sub, _child in self._leaves_below(node, ()):
-            self.pointers.append(json_pointer(*sub))
-            n = len(self.pointers)
-            self.pointer_columns.append(f"json_extract({expr}, $ptr[{n}])::VARCHAR AS p{n}")
-            out[(*path, *sub)] = (f"p{n}", True)
-
-    def _leaves_below(self, node: _Node, prefix: tuple) -> list[tuple[tuple, _Node]]:
-        found = []
-        for key, child in node.children.items():
-            if child.leaf:
-                found.append(((*prefix, key), child))
-            found.extend(self._leaves_below(child, (*prefix, key)))
-        return found
-
-
-def _fast_vals(access: _Access, parsed: str, values: str, bound: dict) -> str:
-    """The fast path's `vals`: `values` (from `access.expressions()`) over the parse, and the pointer
-    columns they read, if any."""
-    source = f"({parsed})"
-    if access.pointers:
-        bound["ptr"] = access.pointers
-        # Over the parse's output: each pointer reads the JSON text of its node, not the whole line.
-        source = f"(SELECT *, {', '.join(access.pointer_columns)} FROM {source})"
-    return f"(SELECT *{values} FROM {source})"
 
 
 @dataclass
@@ -320,23 +90,6 @@ class Prepared:
         return self.params is not None
 
 
-class FastPathMiss(Exception):
-    """A fast-path insert met a value it cannot take; the transaction is lost, write the batch again
-    without the fast path."""
-
-    def __init__(self, table: str):
-        super().__init__(f"the fast-path insert into {table} met a value that needs the checked path")
-        self.table = table
-
-
-# The message of the error a fast-path insert raises (through DuckDB's error()), to recognise it.
-FAST_PATH_MISS = "cdp fast path: a value needs the checked path"
-
-
-def is_fast_path_miss(exc: BaseException) -> bool:
-    return isinstance(exc, duckdb.Error) and FAST_PATH_MISS in str(exc)
-
-
 class TableWriter:
     """Writes the loaded events (`_loaded_all`, with their standard columns in `_cls`) into one schema.
 
@@ -358,7 +111,6 @@ class TableWriter:
         schema: str,
         uuid_ts: datetime,
         direct_type: str | None = None,
-        hashed_pointers: list[str] | None = None,
         fast: bool = False,
         checked: Collection[str] = (),
     ):
@@ -368,8 +120,6 @@ class TableWriter:
         self.schema = schema
         self.uuid_ts = uuid_ts
         self.direct_type = direct_type
-        # The pointers classification hashed each line's keys at (its `keys_hash`), if it did.
-        self.hashed_pointers = hashed_pointers
         self.existing = self._existing_columns()
         self._vals_count = 0
         threads = int(conn.execute("SELECT current_setting('threads')").fetchone()[0])
@@ -423,67 +173,6 @@ class TableWriter:
         self.ensure_table(spec.USERS_TABLE, spec.users_columns(spec.standard_columns("identify")))
         self.ensure_table(spec.DISCARDS_TABLE, spec.DISCARDS_COLUMNS)
 
-    # -- discovery ---------------------------------------------------------------------------------
-
-    def discover(self, known: KnownPaths, thorough: bool = False) -> dict[GroupKey, Shape]:
-        """The payload paths of the loaded events, per (type, event table).
-
-        Events are grouped by the keys they hold at every known object; one event per group is read in
-        Python, and objects it reveals are added until none is new. Events of one group hold the same
-        keys everywhere that is known, so every distinct set of paths is read. (A value that is an object
-        where others have a scalar shows up at extraction, see `prepare`; the loader then asks for a
-        `thorough` discovery, which groups by the payload's whole structure, see KEY_GROUPING_ROUNDS.)
-        """
-        shapes: dict[GroupKey, Shape] = {}
-        read: set[int] = set()
-        payload = [json_pointer(obj) for obj in spec.ROOT_OBJECTS]
-        # After a first round grouped by classification's `keys_hash`: the groups whose events must be
-        # grouped again by the keys at the objects that round found (see `_regroup`); None: all events.
-        regroup: list[int | None] | None = None
-        for round_ in range(MAX_DISCOVERY_ROUNDS):
-            pointers = key_pointers(known)
-            where, params = "", {}
-            if thorough or round_ >= KEY_GROUPING_ROUNDS:
-                grouping = "hash(list_transform(json_extract(raw, $payload), lambda x: json_structure(x)))"
-                params = {"payload": payload}
-            elif round_ == 0 and pointers == self.hashed_pointers:
-                # Classification hashed every line's keys at the objects known when the chunk began.
-                grouping = "keys_hash"
-            else:
-                grouping = "hash(json_keys(raw, $pointers))"
-                params = {"pointers": pointers}
-                if regroup is not None:
-                    where = "WHERE keys_hash IN (SELECT unnest($regroup)) OR keys_hash IS NULL"
-                    params["regroup"] = [g for g in regroup if g is not None]
-            source = "_cls WHERE status = 'loaded'" if grouping == "keys_hash" else f"_loaded_all {where}"
-            groups = self.conn.execute(
-                f"""SELECT event_type, event_table, min(seq) AS first_seq, {grouping} AS grp FROM {source}
-                    GROUP BY event_type, event_table, grp""",
-                params,
-            ).fetchall()
-            todo = {seq: (etype, etable, grp) for etype, etable, seq, grp in groups if seq not in read}
-            if not todo:
-                break
-            before = set(known.objects)
-            samples: dict[int | None, list[dict]] = {}
-            for seq, raw in self.conn.execute(
-                "SELECT rowid, raw FROM _raw WHERE rowid IN (SELECT unnest($seqs))", {"seqs": list(todo)}
-            ).fetchall():
-                read.add(seq)
-                etype, etable, grp = todo[seq]
-                event = json.loads(raw)
-                samples.setdefault(grp, []).append(event)
-                shape = shapes.setdefault((etype, etable), Shape())
-                shape.add_event(event, spec.PAYLOAD_OBJECTS[etype], seq)
-                known.objects |= shape.objects
-            # Nothing new learnt, or one round by structure has read every distinct shape: settled.
-            if len(known.objects) == len(before) or thorough or round_ >= KEY_GROUPING_ROUNDS:
-                break
-            regroup = _regroup(samples, known.objects - before, before) if grouping == "keys_hash" else None
-        else:
-            raise RuntimeError(f"event shapes did not settle in {MAX_DISCOVERY_ROUNDS} rounds")
-        return shapes
-
     # -- writing -----------------------------------------------------------------------------------
 
     def prepare(
@@ -501,7 +190,7 @@ class TableWriter:
         self.ensure_table(table, standard)
         columns = self.existing[table]
         plan = plan_columns(table, event_type, shape.leaves, columns)
-        access = _Access()
+        access = JsonAccess()
         for column, paths in plan.columns.items():
             kind = columns.get(column)
             plain = kind == "string" or (kind is None and all(p in shape.proven_strings for p in paths))
@@ -525,26 +214,26 @@ class TableWriter:
             for path in column_paths
         ]
         tests = [f"starts_with(f{slot[p]}, '{{')" for p in leaves]
-        tests += [self._conflict_test(columns[column], slot[path]) for column, path in typed]
+        tests += [conflict_test(columns[column], slot[path]) for column, path in typed]
         # New columns' kinds are guessed only for the event type that holds most of the batch, where
         # storing the values costs most: elsewhere a wrong guess (a rewrite of the chunk) would cost more
         # than the checked path. A sampled string is no guess (a string wins over every other kind, and a
         # string column takes any value): it goes fast everywhere. Rejected keys go fast too: their
         # discard rows are written after the insert, from a parse of just their values.
-        guessed = self._guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
+        guessed = guess_new_kinds(plan, columns, shape, guess=event_type == self.direct_type)
         fast = self.fast and table not in self.checked
         if fast and guessed is not None:
             new_kinds = guessed[0]
-            stops = [*tests, *self._new_column_tests(plan, columns, guessed, slot, is_json)]
+            stops = [*tests, *new_column_tests(plan, columns, guessed, slot, is_json)]
             rejected = None
             if plan.rejected:
                 only = access.restricted({r.path for r in plan.rejected})
                 found = only.expressions()
                 sql, rejected_params, _parts = self._parse(only, event_type, where, params)
                 rejected_values = "".join(f", {found[p][0]} AS f{slot[p]}" for p in found)
-                rejected = (_fast_vals(only, sql, rejected_values, rejected_params), rejected_params)
+                rejected = (fast_vals(only, sql, rejected_values, rejected_params), rejected_params)
             return Prepared(
-                *(table, event_type, plan, _fast_vals(access, parsed, values, bound), slot, is_json, set()),
+                *(table, event_type, plan, fast_vals(access, parsed, values, bound), slot, is_json, set()),
                 params=bound,
                 rejected_vals=rejected,
                 # NULL counts as false where the checks are used (a CASE condition), and bare ANDs let the
@@ -577,7 +266,7 @@ class TableWriter:
         conflicts = {pair: bool(hit) for pair, hit in zip(typed, hits[len(leaves) :], strict=True)}
         return Prepared(table, event_type, plan, vals, slot, is_json, new_objects, conflicts)
 
-    def _parse(self, access: _Access, event_type: str, where: str, params: dict) -> tuple[str, dict, int]:
+    def _parse(self, access: JsonAccess, event_type: str, where: str, params: dict) -> tuple[str, dict, int]:
         """SQL for the rows `where` selects (over `_loaded_all l`), with their standard columns and `j`, the
         parse of `access`'s paths; its parameters; and how many parallel scans it is made of."""
         standard = spec.standard_columns(event_type)
@@ -648,84 +337,13 @@ class TableWriter:
             and (
                 column not in new_columns
                 or columns[column] == "int"  # numbers too long for it
-                or set(kinds[column]) - {columns[column]} - _widening(columns[column])
+                or set(kinds[column]) - {columns[column]} - widening(columns[column])
             )
             for path in paths
         ]
         result.value_discards = self._discards(prepared, columns, checked)
         self.drop(prepared)
         return result
-
-    @staticmethod
-    def _guess_new_kinds(
-        plan: ColumnPlan, columns: dict[str, str], shape: Shape, guess: bool
-    ) -> tuple[dict[str, str], dict[str, tuple[str, int]]] | None:
-        """For the fast path: the kinds of the new columns discovery saw values for, as the checked path
-        would decide them over the whole batch (see flatten.decide_kind), guessed from the samples; the
-        insert checks every value against the guess. A key seen only null or "" gets no column yet.
-
-        - A string among the samples: string, whatever else comes (a string wins).
-        - Ints and floats: the kind sampled first, and the other one may only come after that line
-          (they fit each other's columns, so the first kind decides); the second map holds, per such
-          column, the other kind and the sampled line it must not come at or before.
-        None when samples disagree otherwise, or `guess` is false and a new column's samples hold
-        values but no string: the table takes the checked path."""
-        kinds: dict[str, str] = {}
-        after: dict[str, tuple[str, int]] = {}
-        for column, paths in plan.columns.items():
-            if column in columns:
-                continue
-            seen: dict[str, int] = {}
-            for path in paths:
-                for kind, seq in shape.kinds.get(path, {}).items():
-                    seen[kind] = min(seq, seen.get(kind, seq))
-            if seen and not guess and "string" not in seen:
-                return None
-            if "string" in seen:
-                kinds[column] = "string"
-            elif set(seen) == {"int", "float"}:
-                first, other = sorted(seen, key=lambda kind: seen[kind])
-                kinds[column] = first
-                after[column] = (other, seen[first])
-            elif len(seen) > 1:
-                return None
-            elif seen:
-                kinds[column] = next(iter(seen))
-        return kinds, after
-
-    @classmethod
-    def _new_column_tests(
-        cls,
-        plan: ColumnPlan,
-        columns: dict[str, str],
-        guessed: tuple[dict[str, str], dict[str, tuple[str, int]]],
-        slot: dict[Path, int],
-        is_json: dict,
-    ) -> list[str]:
-        """What a fast insert must not meet in the columns it adds: a value of another kind than the
-        guessed one (but any value in a string column, and the other number kind after its line), a
-        number too long for an int column; and in a key without a column yet (seen only null or ""),
-        any value."""
-        kinds, after = guessed
-        tests = []
-        for column, paths in plan.columns.items():
-            if column in columns:
-                continue
-            kind = kinds.get(column)
-            for index, as_json in ((slot[p], is_json[p]) for p in paths):
-                if kind is None:
-                    tests.append(f"cdp_present(f{index})" if as_json else f"nullif(f{index}, '') IS NOT NULL")
-                elif kind == "string" or not as_json:  # (plain text is extracted only for proven strings)
-                    continue
-                elif column in after:
-                    other, seq = after[column]
-                    tests.append(f"cdp_kind(f{index}) NOT IN ('{kind}', '{other}')")
-                    tests.append(f"(cdp_kind(f{index}) = '{other}' AND seq <= {int(seq)})")
-                    tests.append(cls._conflict_test(kind, index))
-                else:
-                    tests.append(f"cdp_kind(f{index}) <> '{kind}'")
-                    tests.append(cls._conflict_test(kind, index))
-        return tests
 
     @staticmethod
     def _fast_params(prepared: Prepared) -> dict:
@@ -839,18 +457,10 @@ class TableWriter:
         todo = [pair for pair in checked if pair not in prepared.conflicts]
         found = dict(prepared.conflicts)
         if todo:
-            tests = [f"bool_or({self._conflict_test(columns[c], prepared.slot[path])})" for c, path in todo]
+            tests = [f"bool_or({conflict_test(columns[c], prepared.slot[path])})" for c, path in todo]
             hits = self.conn.execute(f"SELECT [{', '.join(tests)}] FROM {prepared.vals}").fetchone()[0]
             found.update({pair: bool(hit) for pair, hit in zip(todo, hits, strict=True)})
         return [pair for pair in checked if found[pair]]
-
-    @staticmethod
-    def _conflict_test(kind: str, index: int) -> str:
-        f = f"f{index}"
-        test = f"cdp_present({f}) AND NOT ({_FITS[kind].format(f=f)})"
-        # Most values of an int column are plain integers, which the bare cast takes (and cdp_to_int with
-        # it): the full test runs only for the others.
-        return f"TRY_CAST({f} AS BIGINT) IS NULL AND {test}" if kind == "int" else test
 
     # -- users -------------------------------------------------------------------------------------
 
@@ -896,32 +506,3 @@ class TableWriter:
                 GROUP BY user_id"""
         )
         return count
-
-
-def _widening(kind: str) -> set[str]:
-    """Value kinds a column of `kind` takes without a discard besides its own."""
-    return {"int": {"float"}, "float": {"int"}}.get(kind, set())
-
-
-def _regroup(samples: dict[int | None, list[dict]], new: set[Path], hashed: set[Path]) -> list[int | None] | None:
-    """The `keys_hash` groups whose events may differ in their keys at the objects just found (`new`).
-
-    Events of a group hold the same keys at every object that was hashed. A new object's outermost
-    ancestor that was not hashed is a key of a hashed object: where the group's sample lacks that key,
-    so does every event of the group, which therefore holds nothing at the new object. Only groups whose
-    sample holds it are grouped again. None (every event) when a new object has no hashed ancestor.
-    """
-    heads = set()
-    for path in new:
-        head = next(path[: i + 1] for i in range(len(path)) if path[: i + 1] not in hashed)
-        if head[:-1] not in hashed:
-            return None
-        heads.add(head)
-    return [grp for grp, events in samples.items() if any(_holds_key(e, h) for e in events for h in heads)]
-
-
-def _holds_key(event: dict, path: Path) -> bool:
-    node: object = event
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-    return isinstance(node, dict) and path[-1] in node

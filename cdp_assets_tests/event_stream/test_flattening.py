@@ -323,7 +323,7 @@ def test_an_object_found_in_one_group_is_looked_for_in_every_group_holding_its_k
 
 
 def test_only_groups_whose_sample_holds_a_new_objects_key_are_grouped_again() -> None:
-    from cdp_assets.event_stream.writer import _regroup
+    from cdp_assets.event_stream.discovery import _regroup
 
     hashed = {("context",), ("properties",), ("context", "traits")}
     samples = {
