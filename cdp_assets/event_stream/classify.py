@@ -64,6 +64,14 @@ def _to_millisecond(micros: str) -> str:
     return f"({micros} - ({micros} % 1000 + 1000) % 1000)"
 
 
+def _instant(position: int) -> str:
+    """SQL: the envelope timestamp at b[position] in microseconds since the epoch, NULL when it is no
+    time. DuckDB's cast also reads words ('epoch', 'infinity', 'now'...); a time never starts with a
+    letter (code points 65 to 122 are the letters and a few signs no time starts with either)."""
+    value = f"b[{position}]"
+    return f"epoch_us(TRY_CAST(CASE WHEN NOT (ascii({value}) BETWEEN 65 AND 122) THEN {value} END AS TIMESTAMPTZ))"
+
+
 # The envelope ids (their positions in b, 1-based) that name a person or a group: a JSON object or
 # array there is no id. RudderStack's rules skip an object and a blank (empty) array; this loader takes
 # no array for an id either, since its text would join unrelated events in identity stitching.
@@ -152,7 +160,9 @@ def classify(
         )
         SELECT seq, file_idx, file_key, source_id, uploaded_at, forced, line_no, blank, has_ctrl, nbytes,
                is_object, b, event_type, id_kinds,
-               coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(file_key || ':' || line_no)) AS message_id,
+               -- A line without a message id gets one from its content (numbered below), so a file uploaded
+               -- again with lines added or moved loads only what is new.
+               coalesce(nullif(trim(b[2]), ''), 'cdp-' || md5(raw)) AS message_id,
                {id_hash("message_id")} AS id_hash,
                CASE WHEN b IS NOT NULL THEN TRY(hash(json_keys(raw, $keys))) END AS keys_hash,
                -- RudderStack fails an event whose context is neither an object nor null. A line with a
@@ -193,6 +203,7 @@ def classify(
         """,
         params,
     )
+    _number_content_ids(conn)
     _map_event_tables(conn)
     _find_seen(conn)
     transform_rules = " ".join(f"WHEN {_macro_name(t)}(t{i}, $p{i}) THEN $n{i}" for i, t in enumerate(transformations))
@@ -241,10 +252,10 @@ def classify(
                     WHEN route_rule IS NOT NULL OR transform_rule IS NOT NULL THEN 'filtered'
                     ELSE 'loaded'
                 END AS status,
-                epoch_us(TRY_CAST(b[6] AS TIMESTAMPTZ)) AS u_received,
-                epoch_us(TRY_CAST(b[7] AS TIMESTAMPTZ)) AS u_sent,
-                epoch_us(TRY_CAST(b[8] AS TIMESTAMPTZ)) AS u_original,
-                epoch_us(TRY_CAST(b[9] AS TIMESTAMPTZ)) AS u_timestamp
+                {_instant(6)} AS u_received,
+                {_instant(7)} AS u_sent,
+                {_instant(8)} AS u_original,
+                {_instant(9)} AS u_timestamp
             FROM d
         ), m AS (
             SELECT s.*,
@@ -304,6 +315,43 @@ def classify(
            SELECT c.seq, r.raw, r.extra FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'discarded'"""
     )
     return _split_loaded(conn)
+
+
+def discard_late(conn: duckdb.DuckDBPyConnection, rejects: dict[int, str]) -> str | None:
+    """Discard loaded lines found unloadable after classification (sequence number -> reason), as if
+    classification had; returns the event type read directly, as `classify` does.
+
+    A later copy of such a line's message id stays a duplicate: it was one when the batch was classified,
+    and a load counts every line once.
+    """
+    params = {"seq": list(rejects), "reason": list(rejects.values())}
+    conn.execute(
+        """UPDATE _cls SET status = 'discarded', reason = r.reason
+           FROM (SELECT unnest($seq) AS seq, unnest($reason) AS reason) r
+           WHERE _cls.seq = r.seq AND _cls.status = 'loaded'""",
+        params,
+    )
+    conn.execute(
+        "INSERT INTO _bad_lines SELECT rowid, raw, extra FROM _raw WHERE rowid IN (SELECT unnest($seq))",
+        {"seq": params["seq"]},
+    )
+    return _split_loaded(conn)
+
+
+def _number_content_ids(conn: duckdb.DuckDBPyConnection) -> None:
+    """Number the ids made from content: the n-th copy of a line in a file gets `-n`.
+
+    RudderStack's gateway gives an event without a message id a new random one; a load needs the same
+    id every time it reads the same line, and a copy of a line in the same file is another event, so the
+    id is the content's hash and its copy number within its file.
+    """
+    conn.execute(
+        f"""UPDATE _parsed SET message_id = n.message_id, id_hash = {id_hash("n.message_id")}
+            FROM (SELECT seq, message_id || '-' || row_number() OVER (PARTITION BY file_idx, message_id ORDER BY seq)
+                      AS message_id
+                  FROM _parsed WHERE b IS NOT NULL AND nullif(trim(b[2]), '') IS NULL) n
+            WHERE _parsed.seq = n.seq"""
+    )
 
 
 def _find_seen(conn: duckdb.DuckDBPyConnection) -> None:

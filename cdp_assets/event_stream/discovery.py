@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import duckdb
@@ -14,6 +13,7 @@ import duckdb
 from cdp_assets.event_stream import spec
 from cdp_assets.event_stream.flatten import Path, Shape
 from cdp_assets.event_stream.routing import json_pointer
+from cdp_assets.event_stream.sample_json import MAX_OBJECT_DEPTH, UnreadableLine, parse_sample
 
 # Shape discovery stops after this many rounds (each round groups the events by the keys they hold at
 # every known path and reads one event per new group); real streams settle in two or three.
@@ -41,6 +41,16 @@ class KnownPaths:
 
 
 GroupKey = tuple[str, str | None]  # (event type, event table)
+
+
+class UnreadableSample(Exception):
+    """A sampled line cannot be loaded after all (see sample_json); the loader discards it, with every
+    other loaded line of the batch that fails the same way (see `unreadable_lines`), and writes again."""
+
+    def __init__(self, seq: int, reason: str):
+        super().__init__(f"line {seq} of the batch cannot be loaded: {reason}")
+        self.seq = seq
+        self.reason = reason
 
 
 def key_pointers(known: KnownPaths) -> list[str]:
@@ -100,7 +110,10 @@ def discover(
         ).fetchall():
             read.add(seq)
             etype, etable, grp = todo[seq]
-            event = json.loads(raw)
+            try:
+                event = parse_sample(raw)
+            except UnreadableLine as exc:
+                raise UnreadableSample(seq, exc.reason) from None
             samples.setdefault(grp, []).append(event)
             shape = shapes.setdefault((etype, etable), Shape())
             shape.add_event(event, spec.PAYLOAD_OBJECTS[etype], seq)
@@ -136,3 +149,24 @@ def _holds_key(event: dict, path: Path) -> bool:
     for key in path[:-1]:
         node = node.get(key) if isinstance(node, dict) else None
     return isinstance(node, dict) and path[-1] in node
+
+
+def unreadable_lines(conn: duckdb.DuckDBPyConnection, found: UnreadableSample) -> dict[int, str]:
+    """The loaded lines of the batch that cannot be loaded (sequence number -> discard reason): the one
+    discovery met, and every line that nests objects too deeply.
+
+    Only lines with more than MAX_OBJECT_DEPTH opening braces can nest that deep, so the rest are not
+    read in Python. (Counting the braces of every line costs about half a second a million lines, so it
+    runs only in a batch where discovery met such a line.)
+    """
+    rejects = {found.seq: found.reason}
+    candidates = conn.execute(
+        "SELECT seq, raw FROM _loaded_all WHERE strlen(raw) - strlen(replace(raw, '{', '')) > $depth",
+        {"depth": MAX_OBJECT_DEPTH},
+    ).fetchall()
+    for seq, raw in candidates:
+        try:
+            parse_sample(raw)
+        except UnreadableLine as exc:
+            rejects[seq] = exc.reason
+    return rejects

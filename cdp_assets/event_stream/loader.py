@@ -21,8 +21,8 @@ import duckdb
 
 from cdp_assets.event_stream import ledger, spec
 from cdp_assets.event_stream.chunking import ChunkLimits, ChunkPlanner, target_lines
-from cdp_assets.event_stream.classify import Destination, classify, counts_by_file
-from cdp_assets.event_stream.discovery import KnownPaths, discover, key_pointers
+from cdp_assets.event_stream.classify import Destination, classify, counts_by_file, discard_late
+from cdp_assets.event_stream.discovery import KnownPaths, UnreadableSample, discover, key_pointers, unreadable_lines
 from cdp_assets.event_stream.fast_path import FastPathMiss
 from cdp_assets.event_stream.flatten import Shape
 from cdp_assets.event_stream.landing import LandingFile, LandingStore
@@ -226,6 +226,11 @@ def _load_chunk(
                 summary.fast_path_misses[miss.table] = summary.fast_path_misses.get(miss.table, 0) + 1
                 clock = summary.timed("write", clock)
                 checked.add(miss.table)
+            except UnreadableSample as found:
+                # Rolled back: discard the lines that cannot be loaded, then write the chunk again (each
+                # round discards the line met, so this ends).
+                direct = discard_late(conn, unreadable_lines(conn, found))
+                clock = summary.timed("write", clock)
         summary.timed("commit", clock)
         _accumulate(conn, summary, staged, per_file, writes)
         for view in ("_loaded_all", "_loaded_direct"):
@@ -280,7 +285,8 @@ def _jobs(shapes: dict) -> list[tuple[str, str, Shape, str, dict]]:
 def _write_tables(writer: TableWriter, known: KnownPaths, hashed: list[str]) -> list[TableWrite]:
     for attempt in range(MAX_SHAPE_ATTEMPTS):
         # After a miss, discovery reads every distinct payload structure: the next attempt succeeds.
-        jobs = _jobs(discover(writer.conn, known, hashed, thorough=attempt > 0))
+        shapes = discover(writer.conn, known, hashed, thorough=attempt > 0)
+        jobs = _jobs(shapes)
         prepared = [
             writer.prepare(table, etype, shape, known.objects, where, params)
             for table, etype, shape, where, params in jobs
@@ -297,6 +303,9 @@ def _write_tables(writer: TableWriter, known: KnownPaths, hashed: list[str]) -> 
     # Fast inserts that add columns first: they are the ones likely to stop the transaction (on a kind
     # guessed from a few samples), so little work is lost when one does.
     writes = [writer.insert(p) for p in sorted(prepared, key=lambda p: not (p.fast and p.adds_columns))]
+    unplaced = _unplaced_discards(writer, shapes, known)
+    if unplaced:
+        writes.append(TableWrite(spec.DISCARDS_TABLE, value_discards=unplaced))
     users = writer.refresh_users()
     if users:
         writes.append(TableWrite(spec.USERS_TABLE, rows=users))
@@ -304,6 +313,22 @@ def _write_tables(writer: TableWriter, known: KnownPaths, hashed: list[str]) -> 
     if rejected_ids:
         writes.append(TableWrite(spec.DISCARDS_TABLE, value_discards=rejected_ids))
     return writes
+
+
+# Why the properties of a track without an event table are in rudder_discards (see `_unplaced_discards`).
+UNNAMED_EVENT = "the event name is blank or has no letters or digits to name a table"
+
+
+def _unplaced_discards(writer: TableWriter, shapes: dict, known: KnownPaths) -> int:
+    """Record the properties of tracks whose name gives no event table: RudderStack loads such a track
+    into `tracks` alone (a blank name) or fails it (a name with no letters or digits), dropping its
+    properties either way; here they are kept in rudder_discards, under `tracks`, with the reason."""
+    shape = shapes.get(("track", None))
+    paths = {path for path in shape.leaves if path[0] != "context"} if shape else set()
+    if not paths:
+        return 0
+    where = "l.event_type = 'track' AND l.event_table IS NULL"
+    return writer.discard_unplaced(spec.TYPE_TABLES["track"], "track", paths, known.objects, where, {}, UNNAMED_EVENT)
 
 
 def _record_chunk(

@@ -34,8 +34,9 @@ _KIND_OF_TYPE = {
 
 MACROS = [
     "cdp_present(f) AS f IS NOT NULL AND f NOT IN ('null', '\"\"') AND NOT starts_with(f, '{')",
-    "cdp_is_number(f) AS f IS NOT NULL AND NOT (starts_with(f, '\"') OR starts_with(f, '[') "
-    "OR starts_with(f, '{') OR f IN ('true', 'false', 'null'))",
+    # A JSON number starts with a digit or a minus and a digit: NaN, Infinity, nan and inf, which DuckDB's
+    # lenient parser takes, are no numbers (RudderStack fails such an event: Go's JSON reader rejects it).
+    "cdp_is_number(f) AS ascii(f) BETWEEN 48 AND 57 OR (ascii(f) = 45 AND ascii(f[2]) BETWEEN 48 AND 57)",
     "cdp_is_fraction(f) AS (contains(f, '.') OR contains(f, 'e') OR contains(f, 'E')) "
     "AND TRY_CAST(f AS DOUBLE) <> trunc(TRY_CAST(f AS DOUBLE))",
     # Escape-free strings are cut out directly; only strings with escapes go through the JSON parser.
@@ -50,7 +51,8 @@ MACROS = [
     # false, null) fail both casts anyway, and the test cost as much as the cast.
     "cdp_to_int(f) AS CASE WHEN contains(f, '.') OR contains(f, 'e') OR contains(f, 'E') "
     "THEN TRY_CAST(trunc(TRY_CAST(f AS DOUBLE)) AS BIGINT) ELSE TRY_CAST(f AS BIGINT) END",
-    "cdp_to_float(f) AS CASE WHEN cdp_is_number(f) THEN TRY_CAST(f AS DOUBLE) END",
+    # A number too big for a double (1e400) reads as infinity: no value either.
+    "cdp_to_float(f) AS CASE WHEN cdp_is_number(f) AND isfinite(TRY_CAST(f AS DOUBLE)) THEN TRY_CAST(f AS DOUBLE) END",
     "cdp_to_boolean(f) AS CASE f WHEN 'true' THEN true WHEN 'false' THEN false END",
     # RudderStack writes a datetime value with milliseconds (RFC 3339 "milli"): the rest is cut, as it is
     # from the standard timestamps (see classify._to_millisecond, whose integer arithmetic this repeats).
@@ -58,7 +60,8 @@ MACROS = [
     "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') "
     "THEN cdp_to_millisecond(epoch_us(cdp_datetime_text(cdp_unquote(f)))) END",
     "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
-    "WHEN f IN ('true', 'false') THEN 'boolean' ELSE 'number' END",
+    "WHEN f IN ('true', 'false') THEN 'boolean' "
+    "WHEN cdp_to_float(f) IS NULL THEN 'non-finite or out-of-range number' ELSE 'number' END",
 ]
 # What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects. A
 # whole number beyond 64 bits is a float, as RudderStack kinds it (see flatten.sampled_kind).

@@ -31,8 +31,10 @@ from cdp_assets.event_stream.fast_path import (
 from cdp_assets.event_stream.flatten import (
     ColumnPlan,
     Path,
+    Rejected,
     Shape,
     decide_kind,
+    leaf_column,
     plan_columns,
 )
 from cdp_assets.event_stream.json_access import JsonAccess, fast_vals
@@ -336,7 +338,7 @@ class TableWriter:
             if columns[column] != "string"
             and (
                 column not in new_columns
-                or columns[column] == "int"  # numbers too long for it
+                or columns[column] in ("int", "float")  # numbers too long for it, or not finite
                 or set(kinds[column]) - {columns[column]} - widening(columns[column])
             )
             for path in paths
@@ -463,6 +465,33 @@ class TableWriter:
         return [pair for pair in checked if found[pair]]
 
     # -- users -------------------------------------------------------------------------------------
+
+    def discard_unplaced(
+        self,
+        table: str,
+        event_type: str,
+        paths: set[Path],
+        objects: set[Path],
+        where: str,
+        params: dict,
+        reason: str,
+    ) -> int:
+        """Record in rudder_discards, under `table`, every value at `paths` of the loaded rows `where`
+        selects (over `_loaded_all l`): values that have no table to go to (a track whose name cannot
+        name one). Returns how many rows."""
+        access = JsonAccess()
+        for path in sorted(paths):
+            access.add(path, True, objects)
+        expressions = access.expressions()
+        found = list(expressions)
+        slot = {path: i for i, path in enumerate(found, start=1)}
+        parsed, bound, parts = self._parse(access, event_type, where, params)
+        values = "".join(f", {expressions[p][0]} AS f{slot[p]}" for p in found)
+        vals = fast_vals(access, parsed, values, bound)
+        plan = ColumnPlan(table, event_type, {}, [Rejected(p, leaf_column(p, event_type), reason) for p in found])
+        prepared = Prepared(table, event_type, plan, vals, slot, {p: expressions[p][1] for p in found}, set())
+        with self._unordered(parts > 1):
+            return self._discards(prepared, {}, [], vals, bound)
 
     def id_discards(self) -> int:
         """Record the ids that were a JSON object or array (loaded as NULL, see classify) in

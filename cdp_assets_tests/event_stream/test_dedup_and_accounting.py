@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from cdp_assets_tests.conftest import event, write_dump
-from cdp_assets_tests.event_stream.helpers import ES, LEDGER, dicts, load, query, snapshot
+from cdp_assets_tests.event_stream.helpers import ES, LEDGER, dicts, gzip_lines, load, query, snapshot
 
 T0 = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
 
@@ -174,3 +174,16 @@ def test_the_ledger_accounts_for_every_line_of_every_file(landing, warehouse_pat
     assert sum(f["loaded"] + f["filtered"] + f["duplicates"] + f["discarded"] for f in files) == summary.lines
     outcomes = dict(query(warehouse_path, f"SELECT outcome, count(*) FROM {LEDGER}.messages GROUP BY 1"))
     assert outcomes == {"loaded": 2, "filtered": 2}
+
+
+def test_lines_without_ids_in_a_file_uploaded_again_load_only_what_is_new(landing, warehouse_path) -> None:
+    # Their ids come from their content and copy number: moved lines are recognised, copies kept.
+    a = event(messageId=None, properties={"v": "A"})
+    b = event(messageId=None, properties={"v": "B"})
+    key = write_dump(landing, [a, a])
+    first = load(landing, warehouse_path)
+    assert (first.loaded, first.duplicates) == (2, 0)
+    landing.put(key, gzip_lines([b, a, a]))
+    again = load(landing, warehouse_path)
+    assert (again.files, again.lines, again.loaded, again.duplicates) == (1, 3, 1, 2)
+    assert sorted(r[0] for r in query(warehouse_path, f"SELECT v FROM {ES}.order_completed")) == ["A", "A", "B"]

@@ -207,5 +207,9 @@ def test_hostile_names_end_to_end(landing, warehouse_path) -> None:
     assert "standard column timestamp" in collided["reason"]
     assert found[("drop_table_tracks", "m-hostile", "event")]["column_value"] == "not the event"
     assert found[("identifies", "m-ident", "/context/traits/😀")]["column_value"] == "smile"
-    assert len(found) == 4
-    assert summary.value_discards == 4
+    # So are the properties of the event whose name names no table, under `tracks`.
+    unnamed = found[("tracks", "m-emoji", "n")]
+    assert unnamed["column_value"] == "2"
+    assert "no letters or digits to name a table" in unnamed["reason"]
+    assert len(found) == 5
+    assert summary.value_discards == 5
