@@ -16,6 +16,7 @@ from cdp_assets.event_stream.ledger import SCHEMA as LEDGER
 from cdp_assets.event_stream.ledger import id_hash
 from cdp_assets.event_stream.naming import event_table_name
 from cdp_assets.event_stream.routing import json_pointer, routing_pointers, routing_rule_sql
+from cdp_assets.event_stream.sample_json import UnreadableLine, parse_sample
 from cdp_assets.event_stream.transformations import Transformation
 
 # Envelope values read as text, in this order (b[1] .. b[18] in SQL).
@@ -85,12 +86,16 @@ def _id(name: str) -> str:
     return f"CASE WHEN id_kinds[{kind}] IN ('OBJECT', 'ARRAY') THEN NULL ELSE b[{position}] END"
 
 
+ID_NOT_TEXT = "a JSON object or array is no id; loaded as NULL"
+PAYLOAD_NOT_OBJECT = "not an object, so it has no keys to flatten; value is a "
+
+
 def _id_rejects() -> str:
     """SQL: the ids of a line that were a non-empty object or array, as rudder_discards entries (column,
-    value), NULL when there are none. An empty one is blank, skipped like "" and null."""
+    value, reason), NULL when there are none. An empty one is blank, skipped like "" and null."""
     columns = {"anonymousId": "anonymous_id", "userId": "user_id", "groupId": "group_id", "previousId": "previous_id"}
     entries = ", ".join(
-        f"struct_pack(column_name := '{column}', column_value := b[{_IDS[name]}], "
+        f"struct_pack(column_name := '{column}', column_value := b[{_IDS[name]}], reason := '{ID_NOT_TEXT}', "
         f"bad := {_id(name)} IS NULL AND b[{_IDS[name]}] NOT IN ('{{}}', '[]'))"
         for name, column in columns.items()
     )
@@ -276,7 +281,7 @@ def classify(
             CASE WHEN status = 'discarded' THEN discard_reason
                  WHEN status = 'filtered' THEN coalesce(route_rule, transform_rule) END AS reason,
             t.message_id, t.id_hash,
-            {_id_rejects()} AS id_rejects,
+            {_id_rejects()} AS rejects,
             t.event_type,
             CASE WHEN t.event_type = 'track' THEN b[5] END AS event_text,
             e.table_name AS event_table,
@@ -310,6 +315,7 @@ def classify(
         """,
         {**rule_params, "routing": routing_pointers()},
     )
+    _payload_rejects(conn)
     conn.execute(
         """CREATE OR REPLACE TEMP TABLE _bad_lines AS
            SELECT c.seq, r.raw, r.extra FROM _cls c JOIN _raw r ON r.rowid = c.seq WHERE c.status = 'discarded'"""
@@ -336,6 +342,60 @@ def discard_late(conn: duckdb.DuckDBPyConnection, rejects: dict[int, str]) -> st
         {"seq": params["seq"]},
     )
     return _split_loaded(conn)
+
+
+def _payload_rejects(conn: duckdb.DuckDBPyConnection) -> None:
+    """Add to `rejects` the payload objects (properties, traits, userProperties) that are no object.
+
+    Flattening skips them, so without this their values would vanish. Lines are grouped by `keys_hash`,
+    under which a line whose payload object is empty, null or no object holds no keys there; one line
+    a group is read in Python, and only the lines of the groups whose sample shows such a payload are
+    parsed again to tell which are not objects (about 10 ms a million lines when there are none).
+    """
+    groups = conn.execute(
+        "SELECT event_type, keys_hash, min(seq) FROM _cls WHERE status = 'loaded' GROUP BY ALL"
+    ).fetchall()
+    samples = dict(
+        conn.execute(
+            "SELECT rowid, raw FROM _raw WHERE rowid IN (SELECT unnest($seqs))", {"seqs": [g[2] for g in groups]}
+        ).fetchall()
+    )
+    suspects: dict[str, list[int]] = {}
+    for event_type, keys_hash, seq in groups:
+        try:
+            event = parse_sample(samples[seq])
+        except UnreadableLine:
+            continue  # discovery meets it and discards it
+        # (A context that is no object discards the whole line, see `bad_context`.)
+        objects = [obj for obj in spec.PAYLOAD_OBJECTS[event_type] if obj != "context"]
+        holds_keys = [isinstance(event[obj], dict) and bool(event[obj]) for obj in objects if obj in event]
+        if keys_hash is not None and not all(holds_keys):
+            suspects.setdefault(event_type, []).append(keys_hash)
+    for event_type, hashes in suspects.items():
+        objects = [obj for obj in spec.PAYLOAD_OBJECTS[event_type] if obj != "context"]
+        entries = ", ".join(
+            f"struct_pack(column_name := $names[{i}], column_value := json_extract_string(raw, $ptrs[{i}]), "
+            f"reason := $reason || CASE kinds[{i}] WHEN 'VARCHAR' THEN 'string' WHEN 'ARRAY' THEN 'array' "
+            f"WHEN 'BOOLEAN' THEN 'boolean' ELSE 'number' END, "
+            f"bad := coalesce(kinds[{i}] NOT IN ('OBJECT', 'NULL'), false))"
+            for i in range(1, len(objects) + 1)
+        )
+        conn.execute(
+            f"""UPDATE _cls SET rejects = list_concat(coalesce(_cls.rejects, []), p.found)
+                FROM (SELECT seq, list_filter([{entries}], lambda e: e.bad) AS found
+                      FROM (SELECT c.seq, r.raw, json_type(r.raw, $ptrs) AS kinds
+                            FROM _cls c JOIN _raw r ON r.rowid = c.seq
+                            WHERE c.status = 'loaded' AND c.event_type = $etype
+                              AND c.keys_hash IN (SELECT unnest($hashes)))) p
+                WHERE _cls.seq = p.seq AND len(p.found) > 0""",
+            {
+                "names": objects,
+                "ptrs": [json_pointer(obj) for obj in objects],
+                "reason": PAYLOAD_NOT_OBJECT,
+                "etype": event_type,
+                "hashes": hashes,
+            },
+        )
 
 
 def _number_content_ids(conn: duckdb.DuckDBPyConnection) -> None:

@@ -309,9 +309,9 @@ def _write_tables(writer: TableWriter, known: KnownPaths, hashed: list[str]) -> 
     users = writer.refresh_users()
     if users:
         writes.append(TableWrite(spec.USERS_TABLE, rows=users))
-    rejected_ids = writer.id_discards()
-    if rejected_ids:
-        writes.append(TableWrite(spec.DISCARDS_TABLE, value_discards=rejected_ids))
+    set_aside = writer.line_discards()
+    if set_aside:
+        writes.append(TableWrite(spec.DISCARDS_TABLE, value_discards=set_aside))
     return writes
 
 

@@ -493,17 +493,17 @@ class TableWriter:
         with self._unordered(parts > 1):
             return self._discards(prepared, {}, [], vals, bound)
 
-    def id_discards(self) -> int:
-        """Record the ids that were a JSON object or array (loaded as NULL, see classify) in
-        rudder_discards, once for each table their event landed in. Returns how many rows."""
+    def line_discards(self) -> int:
+        """Record the values classification set aside (`_cls.rejects`: ids that were a JSON object or
+        array, payload objects that were none) in rudder_discards, once for each table their event landed
+        in. Returns how many rows."""
         discards = self._table(spec.DISCARDS_TABLE)
         return self.conn.execute(
             f"""INSERT INTO {discards} (table_name, row_id, column_name, column_value, received_at, uuid_ts, reason)
                 SELECT unnest(list_filter([type_table, event_table], lambda t: t IS NOT NULL)), message_id,
-                       d.column_name, d.column_value, received_at, $uuid_ts, $reason
-                FROM (SELECT *, unnest(id_rejects) AS d FROM _cls
-                      WHERE status = 'loaded' AND id_rejects IS NOT NULL)""",
-            {"uuid_ts": self.uuid_ts, "reason": "a JSON object or array is no id; loaded as NULL"},
+                       d.column_name, d.column_value, received_at, $uuid_ts, d.reason
+                FROM (SELECT *, unnest(rejects) AS d FROM _cls WHERE status = 'loaded' AND rejects IS NOT NULL)""",
+            {"uuid_ts": self.uuid_ts},
         ).fetchone()[0]
 
     def refresh_users(self) -> int:

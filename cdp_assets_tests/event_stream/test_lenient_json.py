@@ -145,3 +145,33 @@ def test_the_word_epoch_is_no_timestamp(landing, warehouse_path) -> None:
     [(sent, original, timestamp, received)] = times
     assert sent == original == timestamp == received
     assert received.year == 2026
+
+
+def test_a_payload_object_that_is_no_object_is_kept_as_a_discard(landing, warehouse_path) -> None:
+    lines = [
+        event(messageId="list", event="Shp", properties=["x", 1]),
+        event(messageId="text", event="Shp", properties="plan=pro"),
+        event(messageId="empty", event="Shp", properties={}),
+        event(messageId="user-props", event="Shp", properties=None, userProperties=7),
+        event("identify", messageId="traits", userId="u1", traits=["vip"]),
+        # Not flattened for a page at all, like any key RudderStack's schema has no place for.
+        event("page", messageId="page", properties={"path": "/"}, traits="ignored"),
+    ]
+    write_dump(landing, lines)
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded) == (6, 0)
+    found = [
+        (d["table_name"], d["row_id"], d["column_name"], d["column_value"], d["reason"])
+        for d in discards(warehouse_path)
+    ]
+    reason = "not an object, so it has no keys to flatten; value is a "
+    assert found == [
+        ("identifies", "traits", "traits", '["vip"]', reason + "array"),
+        ("shp", "list", "properties", '["x",1]', reason + "array"),
+        ("shp", "text", "properties", "plan=pro", reason + "string"),
+        ("shp", "user-props", "userProperties", "7", reason + "number"),
+        ("tracks", "list", "properties", '["x",1]', reason + "array"),
+        ("tracks", "text", "properties", "plan=pro", reason + "string"),
+        ("tracks", "user-props", "userProperties", "7", reason + "number"),
+    ]
+    assert summary.value_discards == len(found)
