@@ -188,6 +188,9 @@ def recover_lines(path: Path) -> tuple[list[tuple[int, str, str | None]], str | 
     complete = len(pieces) - 1  # the piece after the last newline is complete only at a clean end
     for index, piece in enumerate(pieces):
         number = index + 1
+        # In a CRLF file the CR ends the line with the LF: it is not part of the event (whose size the
+        # 32 KB limit measures) nor of the text a discard keeps.
+        piece = piece.removesuffix(b"\r")
         if index == complete:
             if not piece.strip():
                 break

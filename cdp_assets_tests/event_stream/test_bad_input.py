@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cdp_assets.event_stream.landing import dump_key
+from cdp_assets.event_stream.spec import MAX_EVENT_BYTES
 from cdp_assets_tests.conftest import SOURCE_ID, event, write_dump
 from cdp_assets_tests.event_stream.helpers import (
     ES,
@@ -269,7 +270,18 @@ def test_crlf_line_endings_load_like_lf(landing, warehouse_path) -> None:
     assert query(warehouse_path, f"SELECT context_traits_email FROM {ES}.identifies")[0][0] == "a@example.com"
     errors = load_errors(warehouse_path)
     assert [(e["line_no"], e["reason"]) for e in errors] == [(4, "invalid_json")]
-    assert errors[0]["raw_text"].rstrip("\r") == "not json"
+    assert errors[0]["raw_text"] == "not json"
+
+
+def test_the_size_limit_counts_an_event_the_same_with_crlf_endings(landing, warehouse_path) -> None:
+    base = compact(event(messageId="at-limit", properties={"blob": ""}))
+    at_limit = base.replace('"blob":""', '"blob":"' + "x" * (MAX_EVENT_BYTES - len(base)) + '"')
+    over = at_limit.replace('"at-limit"', '"over-lim"').replace('"blob":"', '"blob":"x')
+    assert (len(at_limit), len(over)) == (MAX_EVENT_BYTES, MAX_EVENT_BYTES + 1)
+    landing.put(_key(3), gzip_lines([at_limit, over], newline=b"\r\n"))
+    summary = load(landing, warehouse_path)
+    assert (summary.loaded, summary.discarded, summary.discard_reasons) == (1, 1, {"oversized": 1})
+    assert query(warehouse_path, f"SELECT id FROM {ES}.tracks") == [("at-limit",)]
 
 
 def test_invalid_utf8_in_one_line_discards_that_line_only(landing, warehouse_path) -> None:

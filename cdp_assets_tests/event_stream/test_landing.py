@@ -127,7 +127,7 @@ def test_staging_reads_every_line_in_place_and_crlf_files_exactly_in_python(tmp_
         by_file.setdefault(idx, []).append((raw, line_no))
     assert [raw for raw, _n in by_file[1]] == ["{}", None, '{"b":2}']
     assert [n for _raw, n in by_file[1]] == [1, 2, 3]
-    assert [raw.rstrip("\r") for raw, _n in by_file[2]] == ["{}", '{"c":3}']
+    assert [raw for raw, _n in by_file[2]] == ["{}", '{"c":3}']
     assert [raw for raw, _n in by_file[3]] == ["{}", '{"d":4}']
     assert [raw for raw, _n in by_file[4]] == ["{}", '{"e":5}']
     assert by_file[6] == [("{}", 1), (None, 2), ('{"f":\r6}', 3)]
