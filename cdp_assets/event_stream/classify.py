@@ -87,7 +87,7 @@ def _id(name: str) -> str:
 
 
 ID_NOT_TEXT = "a JSON object or array is no id; loaded as NULL"
-PAYLOAD_NOT_OBJECT = "not an object, so it has no keys to flatten; value is a "
+PAYLOAD_NOT_OBJECT = "not an object, so it has no keys to flatten; value is "
 
 
 def _id_rejects() -> str:
@@ -375,8 +375,8 @@ def _payload_rejects(conn: duckdb.DuckDBPyConnection) -> None:
         objects = [obj for obj in spec.PAYLOAD_OBJECTS[event_type] if obj != "context"]
         entries = ", ".join(
             f"struct_pack(column_name := $names[{i}], column_value := json_extract_string(raw, $ptrs[{i}]), "
-            f"reason := $reason || CASE kinds[{i}] WHEN 'VARCHAR' THEN 'string' WHEN 'ARRAY' THEN 'array' "
-            f"WHEN 'BOOLEAN' THEN 'boolean' ELSE 'number' END, "
+            f"reason := $reason || CASE kinds[{i}] WHEN 'VARCHAR' THEN 'a string' WHEN 'ARRAY' THEN 'an array' "
+            f"WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END, "
             f"bad := coalesce(kinds[{i}] NOT IN ('OBJECT', 'NULL'), false))"
             for i in range(1, len(objects) + 1)
         )

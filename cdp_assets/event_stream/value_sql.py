@@ -59,9 +59,9 @@ MACROS = [
     "cdp_to_millisecond(u) AS make_timestamptz(u - (u % 1000 + 1000) % 1000)",
     "cdp_to_datetime(f) AS CASE WHEN starts_with(f, '\"') "
     "THEN cdp_to_millisecond(epoch_us(cdp_datetime_text(cdp_unquote(f)))) END",
-    "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'string' WHEN starts_with(f, '[') THEN 'array' "
-    "WHEN f IN ('true', 'false') THEN 'boolean' "
-    "WHEN cdp_to_float(f) IS NULL THEN 'non-finite or out-of-range number' ELSE 'number' END",
+    "cdp_value_kind(f) AS CASE WHEN starts_with(f, '\"') THEN 'a string' WHEN starts_with(f, '[') THEN 'an array' "
+    "WHEN f IN ('true', 'false') THEN 'a boolean' "
+    "WHEN cdp_to_float(f) IS NULL THEN 'a non-finite or out-of-range number' ELSE 'a number' END",
 ]
 # What kind a value is, from its JSON text (for new columns' kinds); NULL for null, "" and objects. A
 # whole number beyond 64 bits is a float, as RudderStack kinds it (see flatten.sampled_kind).

@@ -424,7 +424,7 @@ class TableWriter:
             f = f"f{prepared.slot[path]}"
             kind = columns[column]
             names.append(column)
-            reasons.append(f"cannot convert to {kind}: value is a ")
+            reasons.append(f"cannot convert to {kind}: value is ")
             entries.append(
                 f"struct_pack(column_name := $dn[{len(names)}], column_value := cdp_unquote({f}), "
                 f"reason := $dr[{len(names)}] || cdp_value_kind({f}), "
@@ -433,7 +433,7 @@ class TableWriter:
         for rejected in prepared.plan.rejected:
             f = f"f{prepared.slot[rejected.path]}"
             names.append(rejected.column or json_pointer(*rejected.path))
-            reasons.append(f"{rejected.reason}; value is a ")
+            reasons.append(f"{rejected.reason}; value is ")
             entries.append(
                 f"struct_pack(column_name := $dn[{len(names)}], column_value := cdp_unquote({f}), "
                 f"reason := $dr[{len(names)}] || cdp_value_kind({f}), bad := cdp_present({f}))"

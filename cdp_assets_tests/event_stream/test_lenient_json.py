@@ -128,13 +128,13 @@ def test_properties_of_a_track_without_an_event_table_are_kept_as_discards(landi
         "symbols",
     ]
     assert query(warehouse_path, f"SELECT id, amount FROM {ES}.paid") == [("named", 40)]
-    reason = "the event name is blank or has no letters or digits to name a table; value is a "
+    reason = "the event name is blank or has no letters or digits to name a table; value is "
     found = [tuple(d.values()) for d in discards(warehouse_path)]
     assert found == [
-        ("tracks", "blank", "amount", "30", reason + "number"),
-        ("tracks", "kanji", "amount", "20", reason + "number"),
-        ("tracks", "symbols", "amount", "10", reason + "number"),
-        ("tracks", "symbols", "plan", "pro", reason + "string"),
+        ("tracks", "blank", "amount", "30", reason + "a number"),
+        ("tracks", "kanji", "amount", "20", reason + "a number"),
+        ("tracks", "symbols", "amount", "10", reason + "a number"),
+        ("tracks", "symbols", "plan", "pro", reason + "a string"),
     ]
 
 
@@ -164,14 +164,14 @@ def test_a_payload_object_that_is_no_object_is_kept_as_a_discard(landing, wareho
         (d["table_name"], d["row_id"], d["column_name"], d["column_value"], d["reason"])
         for d in discards(warehouse_path)
     ]
-    reason = "not an object, so it has no keys to flatten; value is a "
+    reason = "not an object, so it has no keys to flatten; value is "
     assert found == [
-        ("identifies", "traits", "traits", '["vip"]', reason + "array"),
-        ("shp", "list", "properties", '["x",1]', reason + "array"),
-        ("shp", "text", "properties", "plan=pro", reason + "string"),
-        ("shp", "user-props", "userProperties", "7", reason + "number"),
-        ("tracks", "list", "properties", '["x",1]', reason + "array"),
-        ("tracks", "text", "properties", "plan=pro", reason + "string"),
-        ("tracks", "user-props", "userProperties", "7", reason + "number"),
+        ("identifies", "traits", "traits", '["vip"]', reason + "an array"),
+        ("shp", "list", "properties", '["x",1]', reason + "an array"),
+        ("shp", "text", "properties", "plan=pro", reason + "a string"),
+        ("shp", "user-props", "userProperties", "7", reason + "a number"),
+        ("tracks", "list", "properties", '["x",1]', reason + "an array"),
+        ("tracks", "text", "properties", "plan=pro", reason + "a string"),
+        ("tracks", "user-props", "userProperties", "7", reason + "a number"),
     ]
     assert summary.value_discards == len(found)

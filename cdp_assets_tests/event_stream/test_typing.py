@@ -208,6 +208,7 @@ def test_existing_column_kinds_win_in_later_loads_and_new_keys_add_columns(landi
             # Numbers an int column cannot hold: too long, or truncated to too long.
             event(messageId="a-4", properties={"qty": 12345678901234567890}),
             event(messageId="a-5", properties={"qty": 1e30}),
+            event(messageId="a-6", properties={"ratio": [0.5]}),
         ],
         uploaded_at=_at(11),
     )
@@ -245,10 +246,11 @@ def test_existing_column_kinds_win_in_later_loads_and_new_keys_add_columns(landi
         ("a-3", "at"): ("1", "cannot convert to datetime: value is a number"),
         ("a-4", "qty"): ("12345678901234567890", "cannot convert to int: value is a number"),
         ("a-5", "qty"): ("1e30", "cannot convert to int: value is a number"),
+        ("a-6", "ratio"): ("[0.5]", "cannot convert to float: value is an array"),
     }
     assert row(warehouse_path, "order_completed", "a-4")["qty"] is None
-    assert second.value_discards == 8
-    assert second.tables["rudder_discards"] == 8
+    assert second.value_discards == 9
+    assert second.tables["rudder_discards"] == 9
 
 
 def test_a_column_first_seen_with_only_nulls_gets_its_kind_later(landing, warehouse_path) -> None:
