@@ -149,10 +149,22 @@ def cmd_reload_events(args: argparse.Namespace) -> int:
     settings = get_settings()
     store = landing_store(args.landing or settings.landing_url, settings.aws_endpoint_url)
     warehouse = _warehouse(settings)
-    forgotten = forget_range(warehouse, args.start, args.end)
-    print(f"forgot {forgotten} for uploads {args.start}..{args.end}", file=sys.stderr)
+    forgotten = forget_range(warehouse, args.start, args.end, [f.key for f in store.list_files()])
+    print(f"forgot {forgotten.files} file(s), rows {forgotten.rows}, uploads {args.start}..{args.end}", file=sys.stderr)
+    if forgotten.kept_missing:
+        print(
+            f"kept what {len(forgotten.kept_missing)} file(s) no longer in {store.url} loaded "
+            f"(they could not be loaded again): {', '.join(forgotten.kept_missing[:20])}",
+            file=sys.stderr,
+        )
     summary = load_events(store, warehouse, _load_options(settings, None, None), progress=_progress)
-    _print_json({**_summary_line(summary), "forgotten": forgotten})
+    _print_json(
+        {
+            **_summary_line(summary),
+            "forgotten": {"files": forgotten.files, **forgotten.rows},
+            "kept_missing_files": forgotten.kept_missing,
+        }
+    )
     return 0
 
 

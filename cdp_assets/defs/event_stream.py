@@ -221,13 +221,22 @@ def event_stream_load(
     if window is not None:
         # Two transactions: if the load below fails, the forgotten files are simply pending, and the
         # next run of any load job reads them again. Running the reload twice gives the same tables.
-        forgotten = forget_range(wh, *window)
-        context.log.info(f"reload {window[0]}..{window[1]}: forgot {forgotten}; those files load again")
+        forgotten = forget_range(wh, *window, landing_keys=[f.key for f in store.list_files()])
+        context.log.info(
+            f"reload {window[0]}..{window[1]}: forgot {forgotten.files} file(s) and {forgotten.rows}; "
+            "those files load again"
+        )
+        if forgotten.kept_missing:
+            context.log.warning(
+                f"{len(forgotten.kept_missing)} file(s) of the range are no longer in {store.url}, so what "
+                f"they loaded is kept, not reloaded: {', '.join(forgotten.kept_missing[:20])}"
+            )
         extra = {
             "reload_start_date": str(window[0]),
             "reload_end_date": str(window[1]),
-            "reload_files_forgotten": forgotten.get("files", 0),
-            "reload_rows_forgotten": sum(n for table, n in forgotten.items() if table != "files"),
+            "reload_files_forgotten": forgotten.files,
+            "reload_rows_forgotten": sum(forgotten.rows.values()),
+            "reload_files_kept_missing": len(forgotten.kept_missing),
         }
     context.log.info(f"loading {store.url} into {wh.describe()}")
     summary = load_events(store, wh, options, progress=_progress(context.log))

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
@@ -458,16 +458,40 @@ def _record_load(conn: duckdb.DuckDBPyConnection, summary: LoadSummary, started:
     )
 
 
-def forget_range(warehouse: Warehouse, start: date, end: date, schema: str = spec.SCHEMA) -> dict[str, int]:
+@dataclass
+class Forgotten:
+    """What `forget_range` removed: the files (now pending again), the rows per table, and the files of
+    the range it kept because they are no longer in the landing location."""
+
+    files: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    kept_missing: list[str] = field(default_factory=list)
+
+
+def forget_range(
+    warehouse: Warehouse,
+    start: date,
+    end: date,
+    landing_keys: Collection[str],
+    schema: str = spec.SCHEMA,
+) -> Forgotten:
     """Remove what the files uploaded between `start` and `end` (inclusive) loaded, and their ledger rows,
-    so the next load reads them again: a backfill of that range. Safe to run twice."""
+    so the next load reads them again: a backfill of that range. Safe to run twice.
+
+    Only files still in the landing location (`landing_keys`) are forgotten: a file gone from it (a bucket
+    retention rule, say) could not be loaded again, so its rows stay, and it is reported.
+    """
     with warehouse.connect() as conn, transaction(conn):
         ledger.ensure(conn)
         conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _forget AS SELECT DISTINCT file_key FROM {ledger.SCHEMA}.files "
-            "WHERE upload_date BETWEEN ? AND ?",
-            [start, end],
+            f"""CREATE OR REPLACE TEMP TABLE _in_range AS
+                SELECT DISTINCT f.file_key, l.key IS NOT NULL AS present
+                FROM {ledger.SCHEMA}.files f LEFT JOIN (SELECT unnest($keys) AS key) l ON l.key = f.file_key
+                WHERE f.upload_date BETWEEN $start AND $end""",
+            {"keys": list(landing_keys), "start": start, "end": end},
         )
+        conn.execute("CREATE OR REPLACE TEMP TABLE _forget AS SELECT file_key FROM _in_range WHERE present")
+        missing = [r[0] for r in conn.execute("SELECT file_key FROM _in_range WHERE NOT present ORDER BY 1").fetchall()]
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE _forget_ids AS
                 SELECT message_id FROM {ledger.SCHEMA}.messages WHERE file_key IN (SELECT file_key FROM _forget)"""
@@ -499,5 +523,5 @@ def forget_range(warehouse: Warehouse, start: date, end: date, schema: str = spe
             writer.rebuild_users("SELECT user_id FROM _forget_users")
         for table in ("messages", "load_errors", "filtered", "duplicates", "files"):
             conn.execute(f"DELETE FROM {ledger.SCHEMA}.{table} WHERE file_key IN (SELECT file_key FROM _forget)")
-        deleted["files"] = conn.execute("SELECT count(*) FROM _forget").fetchone()[0]
-    return deleted
+        files = conn.execute("SELECT count(*) FROM _forget").fetchone()[0]
+    return Forgotten(files=files, rows=deleted, kept_missing=missing)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from cdp_assets.event_stream.loader import forget_range
+from cdp_assets.event_stream.loader import Forgotten, forget_range
 from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
 from cdp_assets_tests.conftest import event, write_dump
 from cdp_assets_tests.event_stream.helpers import ES, LEDGER, dicts, load, query, snapshot
@@ -63,6 +63,10 @@ def _landing(landing) -> dict[str, list[str]]:
     return keys
 
 
+def _present(landing) -> list[str]:
+    return [f.key for f in landing.list_files()]
+
+
 def _users(wh) -> dict[str, tuple]:
     return {
         r["id"]: (r["context_traits_email"], r["context_traits_plan"]) for r in dicts(wh, f"SELECT * FROM {ES}.users")
@@ -77,9 +81,9 @@ def test_forget_a_day_then_reload_it(landing, warehouse_path) -> None:
     full = snapshot(warehouse_path)
     assert _users(warehouse_path) == {"u-1": ("one@example.com", "pro"), "u-2": ("two@example.com", None)}
 
-    deleted = forget_range(wh, date(2026, 11, 2), date(2026, 11, 2))
-    assert deleted["files"] == 2
-    assert deleted["identifies"] == 2 and deleted["tracks"] == 1 and deleted["pages"] == 1
+    deleted = forget_range(wh, date(2026, 11, 2), date(2026, 11, 2), _present(landing))
+    assert (deleted.files, deleted.kept_missing) == (2, [])
+    assert deleted.rows["identifies"] == 2 and deleted.rows["tracks"] == 1 and deleted.rows["pages"] == 1
     # What the day-2 files loaded is gone, ledger included; days 1 and 3 are untouched.
     ids = {r[0] for r in query(warehouse_path, f"SELECT id FROM {ES}.tracks")}
     assert ids == {"t-1", "t-2", "t-4"}
@@ -100,8 +104,8 @@ def test_forget_a_day_then_reload_it(landing, warehouse_path) -> None:
 
     # Twice more, with a forget run twice in a row: the same tables every time.
     for _ in range(2):
-        forget_range(wh, date(2026, 11, 2), date(2026, 11, 2))
-        assert forget_range(wh, date(2026, 11, 2), date(2026, 11, 2))["files"] == 0
+        forget_range(wh, date(2026, 11, 2), date(2026, 11, 2), _present(landing))
+        assert forget_range(wh, date(2026, 11, 2), date(2026, 11, 2), _present(landing)).files == 0
         assert load(landing, warehouse_path).files == 2
         assert snapshot(warehouse_path) == full
 
@@ -111,10 +115,10 @@ def test_forget_a_range_and_a_range_with_nothing_in_it(landing, warehouse_path) 
     wh = DuckDBWarehouse(warehouse_path)
     load(landing, warehouse_path)
     full = snapshot(warehouse_path)
-    assert forget_range(wh, date(2026, 10, 1), date(2026, 10, 31)) == {"files": 0}
+    assert forget_range(wh, date(2026, 10, 1), date(2026, 10, 31), _present(landing)) == Forgotten()
     assert snapshot(warehouse_path) == full
-    deleted = forget_range(wh, date(2026, 11, 1), date(2026, 11, 3))
-    assert deleted["files"] == 5
+    deleted = forget_range(wh, date(2026, 11, 1), date(2026, 11, 3), _present(landing))
+    assert deleted.files == 5
     assert query(warehouse_path, f"SELECT count(*) FROM {ES}.tracks")[0][0] == 0
     assert query(warehouse_path, f"SELECT count(*) FROM {ES}.users")[0][0] == 0
     assert query(warehouse_path, f"SELECT count(*) FROM {LEDGER}.messages")[0][0] == 0
@@ -123,4 +127,20 @@ def test_forget_a_range_and_a_range_with_nothing_in_it(landing, warehouse_path) 
 
 
 def test_forget_before_any_load_is_harmless(warehouse_path) -> None:
-    assert forget_range(DuckDBWarehouse(warehouse_path), date(2026, 11, 1), date(2026, 11, 2)) == {"files": 0}
+    assert forget_range(DuckDBWarehouse(warehouse_path), date(2026, 11, 1), date(2026, 11, 2), []) == Forgotten()
+
+
+def test_a_file_gone_from_landing_keeps_what_it_loaded(landing, warehouse_path) -> None:
+    # Reloading it would lose its rows for good: they stay, and the file is reported.
+    keys = _landing(landing)
+    wh = DuckDBWarehouse(warehouse_path)
+    load(landing, warehouse_path)
+    full = snapshot(warehouse_path)
+    gone = keys["day2"][1]  # the page p-1
+    (landing.root / gone).unlink()
+    deleted = forget_range(wh, date(2026, 11, 2), date(2026, 11, 2), _present(landing))
+    assert (deleted.files, deleted.kept_missing) == (1, [gone])
+    assert query(warehouse_path, f"SELECT id FROM {ES}.pages") == [("p-1",)]
+    assert query(warehouse_path, f"SELECT count(*) FROM {LEDGER}.files WHERE file_key = ?", [gone]) == [(1,)]
+    assert load(landing, warehouse_path).files == 1
+    assert snapshot(warehouse_path) == full
