@@ -157,7 +157,10 @@ def _attach(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
             return root
         except duckdb.IOException as exc:
             root.close()
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            locked = "lock" in str(exc).lower()
+            if not locked:  # not a valid DuckDB file, a directory, no permission...
+                raise WarehouseError(f"cannot open {path}: {exc}") from exc
+            if time.monotonic() > deadline:
                 raise WarehouseError(
                     f"cannot open {path}: {exc}. Another process (a load, dbt, or an open "
                     "DuckDB shell) is writing to it; DuckDB allows one writer at a time."

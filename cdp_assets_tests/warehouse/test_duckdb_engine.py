@@ -113,3 +113,15 @@ def test_a_file_another_process_writes_gives_a_clear_error_after_waiting(
         holder.communicate("")
     with DuckDBWarehouse(path).connect() as conn:  # free again once the other process is done
         assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database" * 100], ids=["empty", "garbage"])
+def test_a_file_that_is_no_database_says_so_without_blaming_a_writer(tmp_path, content) -> None:
+    path = tmp_path / "broken.duckdb"
+    path.write_bytes(content)
+    started = time.monotonic()
+    with pytest.raises(WarehouseError) as caught:
+        DuckDBWarehouse(path).connect().__enter__()
+    assert time.monotonic() - started < duckdb_engine.LOCK_WAIT_SECONDS  # not waited for as a lock
+    assert str(path) in str(caught.value)
+    assert "writer" not in str(caught.value)
