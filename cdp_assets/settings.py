@@ -6,6 +6,7 @@ another data folder, warehouse or landing location by setting variables before t
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +54,19 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def _float(name: str, default: float) -> float:
+def _float(name: str, default: float, low: float, high: float = math.inf, hint: str = "") -> float:
+    """A finite number in [low, high] (a threshold of nan or 5 meant as 5% would pass or fail every check)."""
     raw = _env(name)
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not (math.isfinite(value) and low <= value <= high):
+        bounds = f"between {low:g} and {high:g}" if math.isfinite(high) else f"at least {low:g}"
+        raise SettingsError(f"{name} must be {bounds}{hint}, got {raw!r}")
+    return value
 
 
 def _int(name: str, default: int) -> int:
@@ -101,6 +107,6 @@ def get_settings() -> Settings:
         load_chunk_files=_int("CDP_LOAD_CHUNK_FILES", 2000),
         load_chunk_mb=_int("CDP_LOAD_CHUNK_MB", 64),
         warehouse_transformations=transformations,
-        discard_ratio_threshold=_float("CDP_DISCARD_RATIO_THRESHOLD", 0.05),
-        tracks_freshness_hours=_float("CDP_TRACKS_FRESHNESS_HOURS", 2.0),
+        discard_ratio_threshold=_float("CDP_DISCARD_RATIO_THRESHOLD", 0.05, 0.0, 1.0, " (a fraction: 0.05 is 5%)"),
+        tracks_freshness_hours=_float("CDP_TRACKS_FRESHNESS_HOURS", 2.0, 0.001),
     )

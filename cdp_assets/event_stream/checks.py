@@ -10,7 +10,7 @@ Table names come from the loader's spec or from `naming` and pass through `quote
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cdp_assets.event_stream import ledger, spec
 from cdp_assets.event_stream.naming import quote
@@ -19,6 +19,8 @@ from cdp_assets.warehouse import Connection
 MetadataValue = int | float | str | None
 # How many offending ids a failed uniqueness check shows: enough to start looking, small enough to log.
 SAMPLE_SIZE = 5
+# Clock skew a received time may show over `now` before it counts as in the future (see tracks_fresh).
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def discards_ratio(conn: Connection, threshold: float) -> CheckOutcome:
     A load that found no new file read nothing and says nothing about quality, so it does not reset
     the figure: the check keeps judging the last load that had data until a new one replaces it.
     """
+    if not table_exists(conn, "loads", ledger.SCHEMA):
+        return CheckOutcome(True, "no load has run yet", {"ratio": 0.0, "threshold": threshold})
     row = conn.execute(
         f"""SELECT load_id, lines, discarded, value_discards FROM {ledger.SCHEMA}.loads
             WHERE lines > 0 ORDER BY started_at DESC, load_id DESC LIMIT 1"""
@@ -117,14 +121,26 @@ def discards_ratio(conn: Connection, threshold: float) -> CheckOutcome:
 def tracks_fresh(
     conn: Connection, max_age_hours: float, now: datetime | None = None, schema: str = spec.SCHEMA
 ) -> CheckOutcome:
-    """The newest track was received at most `max_age_hours` before `now` (the SDKs send all day)."""
+    """The newest track was received at most `max_age_hours` before `now` (the SDKs send all day).
+
+    Tracks received after `now` (beyond a few minutes of clock skew) do not count: one bad clock would
+    otherwise keep the check green however stale the table; they are counted in the metadata instead.
+    """
     now = now or datetime.now(UTC)
     table = spec.TYPE_TABLES["track"]
-    latest = None
+    latest, future = None, 0
     if table_exists(conn, table, schema):
-        latest = conn.execute(f"SELECT max(received_at) FROM {quote(schema)}.{quote(table)}").fetchone()[0]
+        latest, future = conn.execute(
+            f"""SELECT max(received_at) FILTER (WHERE received_at <= $limit),
+                       count(*) FILTER (WHERE received_at > $limit)
+                FROM {quote(schema)}.{quote(table)}""",
+            {"limit": now + FUTURE_TOLERANCE},
+        ).fetchone()
+    future_note = f"; {future} received in the future ignored" if future else ""
     if latest is None:
-        return CheckOutcome(False, f"{schema}.{table} has no rows", {"max_age_hours": max_age_hours})
+        return CheckOutcome(
+            False, f"{schema}.{table} has no rows{future_note}", {"max_age_hours": max_age_hours, "future_rows": future}
+        )
     if latest.tzinfo is None:
         latest = latest.replace(tzinfo=UTC)  # the warehouse stores UTC (DuckDB engine sets TimeZone)
     age_hours = (now - latest).total_seconds() / 3600
@@ -132,7 +148,10 @@ def tracks_fresh(
         "age_hours": round(age_hours, 3),
         "max_age_hours": max_age_hours,
         "latest_received_at": latest.astimezone(UTC).isoformat(),
+        "future_rows": int(future),
     }
     if age_hours <= max_age_hours:
-        return CheckOutcome(True, f"latest track received {age_hours:.1f} h ago", metadata)
-    return CheckOutcome(False, f"latest track received {age_hours:.1f} h ago, more than {max_age_hours:g} h", metadata)
+        return CheckOutcome(True, f"latest track received {age_hours:.1f} h ago{future_note}", metadata)
+    return CheckOutcome(
+        False, f"latest track received {age_hours:.1f} h ago, more than {max_age_hours:g} h{future_note}", metadata
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +12,7 @@ import pytest
 from cdp_assets.defs.event_stream import reload_range
 from cdp_assets.event_stream import checks
 from cdp_assets.event_stream.landing import LocalLandingStore
+from cdp_assets.settings import SettingsError, get_settings
 from cdp_assets_tests.conftest import write_dump
 from cdp_assets_tests.defs.helpers import check_evaluations, materializations, recent_event, run_load
 
@@ -137,6 +138,47 @@ def test_discards_ratio_counts_value_discards_and_ignores_empty_loads() -> None:
         assert checks.discards_ratio(conn, 0.1).passed
 
 
+def test_checks_on_a_warehouse_no_load_has_touched() -> None:
+    with duckdb.connect() as conn:
+        assert checks.discards_ratio(conn, 0.05).passed
+        fresh = checks.tracks_fresh(conn, 2.0)
+        assert not fresh.passed and "no rows" in fresh.description
+
+
+def test_tracks_received_in_the_future_do_not_make_a_stale_table_fresh() -> None:
+    now = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("CREATE SCHEMA event_stream")
+        conn.execute("CREATE TABLE event_stream.tracks (id VARCHAR, received_at TIMESTAMPTZ)")
+        conn.execute("INSERT INTO event_stream.tracks VALUES ('old', $t)", {"t": now - timedelta(days=3)})
+        conn.execute("INSERT INTO event_stream.tracks VALUES ('skewed', $t)", {"t": now + timedelta(days=2)})
+        stale = checks.tracks_fresh(conn, 2.0, now=now)
+        assert not stale.passed
+        assert stale.metadata["age_hours"] == pytest.approx(72) and stale.metadata["future_rows"] == 1
+        assert "1 received in the future ignored" in stale.description
+        # A few minutes ahead is clock skew, not the future.
+        conn.execute("INSERT INTO event_stream.tracks VALUES ('now', $t)", {"t": now + timedelta(minutes=2)})
+        fresh = checks.tracks_fresh(conn, 2.0, now=now)
+        assert fresh.passed and fresh.metadata["future_rows"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CDP_DISCARD_RATIO_THRESHOLD", "5"),
+        ("CDP_DISCARD_RATIO_THRESHOLD", "nan"),
+        ("CDP_DISCARD_RATIO_THRESHOLD", "-0.1"),
+        ("CDP_TRACKS_FRESHNESS_HOURS", "-3"),
+        ("CDP_TRACKS_FRESHNESS_HOURS", "inf"),
+    ],
+)
+def test_check_thresholds_out_of_range_are_refused(monkeypatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        get_settings()
+
+
 def test_reload_job_reloads_a_date_range_idempotently(
     defs: dg.Definitions, instance: dg.DagsterInstance, landing: LocalLandingStore, warehouse_path: Path
 ) -> None:
@@ -156,7 +198,7 @@ def test_reload_job_reloads_a_date_range_idempotently(
         # Only the 1 November file is read again (3 of its 4 lines are tracks); the 2 November file stays.
         assert (tracks["load_files"], tracks["rows_loaded"]) == (1, 3)
         assert tracks["reload_start_date"] == tracks["reload_end_date"] == "2026-11-01"
-        assert tracks["reload_files_forgotten"] == 1
+        assert (tracks["reload_files_forgotten"], tracks["reload_files_kept_missing"]) == (1, 0)
         assert tables() == before
         assert all(e.passed for e in check_evaluations(result).values())
 
