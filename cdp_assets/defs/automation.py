@@ -2,7 +2,8 @@
 
 How a load starts:
 - `landing_files_sensor` lists the landing location every 30 s and asks for one `event_stream_job` run
-  as soon as files newer than its high-water mark appear;
+  as soon as files newer than its high-water mark appear, unless one is queued already (it will load
+  them);
 - `event_stream_schedule` runs the same job every 30 minutes as a safety net (a file the sensor missed,
   a sensor that was stopped, a run that failed);
 - `event_stream_reload_job` forgets a range of upload dates and loads them again (a backfill);
@@ -20,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Self
 
 import dagster as dg
@@ -102,6 +103,8 @@ class LandingCursor:
         if not text:
             return cls()
         data = json.loads(text)
+        if not data.get("modified"):
+            return cls()
         return cls(datetime.fromisoformat(data["modified"]), frozenset(data.get("keys", ())))
 
     def to_json(self) -> str:
@@ -114,15 +117,24 @@ class LandingCursor:
             return True
         return file.modified == self.modified and file.key not in self.keys
 
-    def advance(self, new: Iterable[LandingFile]) -> Self:
+    def advance(self, new: Iterable[LandingFile], now: datetime | None = None) -> Self:
         new = list(new)
         if not new:
             return self
         latest = max(f.modified for f in new)
+        if now is not None and latest > now:
+            # A file stamped in the future (a skewed clock) must not hide every file that lands before
+            # that time: the mark stops at now. That file stays new until then; its run key (and the
+            # ledger) keep it from loading twice.
+            latest = now
         at_latest = {f.key for f in new if f.modified == latest}
         if latest == self.modified:
             return type(self)(latest, self.keys | at_latest)
         return type(self)(latest, frozenset(at_latest))
+
+
+# Runs that have not started: they will list the landing files when they do.
+_WAITING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
 
 
 def new_files(files: Iterable[LandingFile], cursor: LandingCursor) -> list[LandingFile]:
@@ -158,7 +170,19 @@ def landing_files_sensor(
     fresh = new_files(store.list_files(), cursor)
     if not fresh:
         return dg.SkipReason(f"no new landing files in {store.url} since {cursor.modified or 'the start'}")
-    advanced = cursor.advance(fresh)
+    advanced = cursor.advance(fresh, now=datetime.now(UTC))
+    waiting = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=event_stream_job.name, statuses=_WAITING), limit=1
+    )
+    if waiting:
+        # That run lists the landing files when it starts, so it loads these too: another run would only
+        # queue behind it (and rebuild dbt for nothing), and when files land faster than a load and its
+        # dbt build take, the queue would keep growing.
+        return dg.SensorResult(
+            skip_reason=f"{len(fresh)} new landing file(s); queued run {waiting[0].dagster_run.run_id} "
+            "loads every pending file when it starts",
+            cursor=advanced.to_json(),
+        )
     request = dg.RunRequest(
         run_key=run_key_for(fresh),
         tags={

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -18,6 +20,11 @@ T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 
 def _file(key: str, seconds: float = 0, etag: str = "e1") -> LandingFile:
     return LandingFile(key=key, size=10, etag=etag, modified=T0 + timedelta(seconds=seconds))
+
+
+def _backdate(landing: LocalLandingStore, key: str, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(landing.root / key, (then, then))
 
 
 def _tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None):
@@ -36,6 +43,7 @@ def test_sensor_requests_one_run_per_batch_of_new_files(
     assert not empty.run_requests and "no new landing files" in (empty.skip_message or "")
 
     first_key = write_dump(landing, [event(), event()])
+    _backdate(landing, first_key, 60)  # so that the file after it is not in the future either
     first = _tick(sensor, instance, None)
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
@@ -82,6 +90,39 @@ def test_cursor_keeps_only_the_keys_at_the_high_water_mark() -> None:
     assert new_files(later, cursor) == []
     # A file rewritten later (a new version) is new again.
     assert [f.key for f in new_files([_file("a", 20, etag="e2")], cursor)] == ["a"]
+
+
+def test_a_file_stamped_in_the_future_does_not_hide_the_files_after_it() -> None:
+    now = T0 + timedelta(seconds=10)
+    cursor = LandingCursor().advance([_file("a", 0), _file("skewed", 3600)], now=now)
+    assert cursor.modified == now
+    later = [_file("a", 0), _file("skewed", 3600), _file("b", 20)]
+    assert [f.key for f in new_files(later, cursor)] == ["b", "skewed"]
+    assert LandingCursor.parse("{}") == LandingCursor() == LandingCursor.parse(LandingCursor().to_json())
+
+
+def test_sensor_asks_for_no_second_run_while_one_is_queued(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing: LocalLandingStore
+) -> None:
+    sensor = defs.resolve_sensor_def("landing_files_sensor")
+    first_key = write_dump(landing, [event()])
+    _backdate(landing, first_key, 60)
+    # (Not started yet: a QUEUED run needs a code location origin, which a test instance has not.)
+    queued = dg.DagsterRun(
+        job_name="event_stream_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.NOT_STARTED
+    )
+    instance.add_run(queued)
+    tick = _tick(sensor, instance, None)
+    assert not tick.run_requests
+    assert queued.run_id in (tick.skip_message or "")
+    assert json.loads(tick.cursor)["keys"] == [first_key]  # those files are the queued run's: the mark moves on
+    # Once no run waits, new files get a run of their own.
+    instance.report_run_canceled(queued)
+    second_key = write_dump(landing, [event()])
+    later = os.stat(landing.root / first_key).st_mtime + 5
+    os.utime(landing.root / second_key, (later, later))
+    second = _tick(sensor, instance, tick.cursor)
+    assert len(second.run_requests) == 1 and second.run_requests[0].tags["cdp/new_files_keys"] == second_key
 
 
 def test_run_key_depends_on_the_files_and_their_versions() -> None:
