@@ -108,6 +108,9 @@ def _progress(event: str, data: dict) -> None:
         print(f"{data['pending_files']} landing file(s) to load", file=sys.stderr, flush=True)
     elif event == "chunk_committed":
         print(f"chunk {data['chunk']}: {data['files']} file(s), {data['lines']} lines so far", file=sys.stderr)
+    elif event == "finished":
+        for skipped in data["skipped_files"]:
+            print(f"cdp: warning: skipped {skipped['file']}: {skipped['reason']}", file=sys.stderr)
 
 
 def _summary_line(summary) -> dict:
@@ -119,6 +122,7 @@ def _summary_line(summary) -> dict:
         discard_reasons=data["discard_reasons"],
         filter_rules=data["filter_rules"],
         corrupt_files=data["corrupt_files"],
+        skipped_files=data["skipped_files"],
         new_columns=data["new_columns"],
         seconds=data["seconds"],
         load_id=data["load_id"],
@@ -135,9 +139,19 @@ def cmd_load_events(args: argparse.Namespace) -> int:
     store = landing_store(args.landing or settings.landing_url, settings.aws_endpoint_url)
     warehouse = DuckDBWarehouse(args.warehouse) if args.warehouse else _warehouse(settings)
     options = _load_options(settings, args.chunk_files, args.transformations)
+    _warn_if_missing(store)
     summary = load_events(store, warehouse, options, progress=_progress)
     _print_json(_summary_line(summary))
     return 0
+
+
+def _warn_if_missing(store) -> None:
+    """A landing folder that does not exist holds nothing to load, which is no error for the sensor
+    (nothing has landed yet) but is most often a typo on the command line: say so."""
+    from cdp_assets.event_stream.landing import LocalLandingStore
+
+    if isinstance(store, LocalLandingStore) and not store.root.exists():
+        print(f"cdp: warning: the landing folder {store.root} does not exist: nothing to load", file=sys.stderr)
 
 
 def cmd_reload_events(args: argparse.Namespace) -> int:
@@ -149,6 +163,7 @@ def cmd_reload_events(args: argparse.Namespace) -> int:
     settings = get_settings()
     store = landing_store(args.landing or settings.landing_url, settings.aws_endpoint_url)
     warehouse = _warehouse(settings)
+    _warn_if_missing(store)
     forgotten = forget_range(warehouse, args.start, args.end, [f.key for f in store.list_files()])
     print(f"forgot {forgotten.files} file(s), rows {forgotten.rows}, uploads {args.start}..{args.end}", file=sys.stderr)
     if forgotten.kept_missing:

@@ -175,3 +175,16 @@ def test_sandbox_serves_every_stand_in_until_stopped(isolated_env: Path) -> None
     while (isolated_env / "sandbox.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not (isolated_env / "sandbox.json").exists()
+
+
+def test_bad_locations_are_clear_errors_not_tracebacks(isolated_env: Path, tmp_path: Path) -> None:
+    # A landing folder that does not exist loads nothing, with a warning (most often a typo).
+    missing = cdp("load-events", "--landing", str(tmp_path / "nope"), "--warehouse", str(tmp_path / "wh.duckdb"))
+    assert "does not exist: nothing to load" in missing.stderr and last_json(missing)["files"] == 0
+    for args, message in [
+        (("generate-events", "--out", "/proc/nope", "--events", "10"), "cannot write"),
+        (("load-events", "--landing", str(tmp_path), "--warehouse", "/proc/nope/wh.duckdb"), "cannot create"),
+    ]:
+        result = cdp(*args, check=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr

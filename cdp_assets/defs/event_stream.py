@@ -156,6 +156,7 @@ def _load_metadata(summary: LoadSummary) -> dict[str, object]:
         "load_discarded": summary.discarded,
         "load_value_discards": summary.value_discards,
         "load_fast_path_misses": sum(summary.fast_path_misses.values()),
+        "load_skipped_files": len(summary.skipped_files),
         "load_seconds": dg.FloatMetadataValue(float(summary.seconds)),
         **{f"load_seconds_{phase}": dg.FloatMetadataValue(float(s)) for phase, s in summary.phase_seconds.items()},
     }
@@ -240,6 +241,8 @@ def event_stream_load(
         }
     context.log.info(f"loading {store.url} into {wh.describe()}")
     summary = load_events(store, wh, options, progress=_progress(context.log))
+    for skipped in summary.skipped_files:
+        context.log.warning(f"skipped {skipped['file']} (the next load tries it again): {skipped['reason']}")
     # The loader has closed its connection; this one reads totals and runs the checks, then closes
     # before any downstream step (dbt) opens the file.
     with wh.connect() as conn:

@@ -27,6 +27,11 @@ class LandingError(RuntimeError):
     """The landing location cannot be listed or read."""
 
 
+class LandingFileGone(LandingError):
+    """A listed file cannot be read now (deleted, replaced, unreadable since it was listed). The load
+    skips it without recording it, so the next load tries it again if it is still there."""
+
+
 @dataclass(frozen=True)
 class LandingFile:
     """One dump file. `key` is relative to the store's root; size and etag identify its version."""
@@ -88,15 +93,38 @@ class LocalLandingStore:
         self.url = str(self.root)
 
     def list_files(self) -> Iterator[LandingFile]:
+        """Every dump file under the root, following folder links (each folder once). A missing root
+        holds nothing yet; a root that is a file, or a folder that cannot be read, is an error rather
+        than files silently left out."""
         if not self.root.exists():
             return
-        for dirpath, _dirs, files in os.walk(self.root):
+        if not self.root.is_dir():
+            raise LandingError(f"the landing location {self.root} is not a folder")
+
+        def unreadable(exc: OSError) -> None:
+            raise LandingError(f"cannot list {exc.filename} in the landing location: {exc.strerror}") from exc
+
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirs, files in os.walk(self.root, onerror=unreadable, followlinks=True):
+            try:
+                folder = os.stat(dirpath)
+            except FileNotFoundError:
+                continue  # deleted while listing
+            if (folder.st_dev, folder.st_ino) in seen:  # a link back to a folder already walked
+                dirs.clear()
+                continue
+            seen.add((folder.st_dev, folder.st_ino))
             for name in files:
                 path = Path(dirpath, name)
                 key = path.relative_to(self.root).as_posix()
                 if not is_dump_key(key):
                     continue
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing, or a link to nothing: no bytes to load
+                except OSError as exc:
+                    raise LandingError(f"cannot read {key} in the landing location: {exc.strerror}") from exc
                 yield LandingFile(
                     key=key,
                     size=stat.st_size,
@@ -107,15 +135,22 @@ class LocalLandingStore:
 
     @contextlib.contextmanager
     def local_copy(self, file: LandingFile) -> Iterator[Path]:
-        yield self.root / file.key
+        path = self.root / file.key
+        if not os.access(path, os.R_OK):
+            reason = "it is no longer there" if not path.exists() else "it cannot be read (permissions)"
+            raise LandingFileGone(f"{file.key} was listed but {reason}")
+        yield path
 
     def put(self, key: str, data: bytes) -> None:
         path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a lister never sees half a file.
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError as exc:
+            raise LandingError(f"cannot write {key} under {self.root}: {exc.strerror}") from exc
 
 
 class S3LandingStore:
@@ -167,15 +202,29 @@ class S3LandingStore:
         with tempfile.TemporaryDirectory(prefix="cdp-landing-") as tmp:
             path = Path(tmp, Path(file.key).name)
             try:
-                body = self.client.get_object(Bucket=self.bucket, Key=self._full_key(file.key))["Body"]
+                # IfMatch: the version that was listed, or nothing (its etag is what the ledger records).
+                request = {"Bucket": self.bucket, "Key": self._full_key(file.key)}
+                if file.etag:
+                    request["IfMatch"] = f'"{file.etag}"'
+                body = self.client.get_object(**request)["Body"]
                 with path.open("wb") as out:
                     shutil.copyfileobj(body, out, 1 << 20)
-            except (BotoCoreError, ClientError) as exc:
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in ("NoSuchKey", "404", "PreconditionFailed", "412"):
+                    raise LandingFileGone(f"{file.key} was listed but is gone or replaced since ({code})") from exc
+                raise LandingError(f"cannot read {file.key} from {self.url}: {exc}") from exc
+            except BotoCoreError as exc:
                 raise LandingError(f"cannot read {file.key} from {self.url}: {exc}") from exc
             yield path
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._full_key(key), Body=data)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._full_key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise LandingError(f"cannot write {key} to {self.url}: {exc}") from exc
 
 
 def landing_store(url: str, endpoint_url: str | None = None) -> LandingStore:

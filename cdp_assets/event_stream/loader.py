@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -25,7 +26,7 @@ from cdp_assets.event_stream.classify import Destination, classify, counts_by_fi
 from cdp_assets.event_stream.discovery import KnownPaths, UnreadableSample, discover, key_pointers, unreadable_lines
 from cdp_assets.event_stream.fast_path import FastPathMiss
 from cdp_assets.event_stream.flatten import Shape
-from cdp_assets.event_stream.landing import LandingFile, LandingStore
+from cdp_assets.event_stream.landing import LandingFile, LandingFileGone, LandingStore
 from cdp_assets.event_stream.naming import quote
 from cdp_assets.event_stream.staging import RAW_TEXT_LIMIT, StagedFile, create_stage, stage_size
 from cdp_assets.event_stream.transformations import Transformation
@@ -59,6 +60,9 @@ class LoadSummary:
     discard_reasons: dict[str, int] = field(default_factory=dict)
     filter_rules: dict[str, int] = field(default_factory=dict)
     corrupt_files: list[dict] = field(default_factory=list)
+    # Listed files that could not be read when their turn came (deleted or replaced since): not in the
+    # ledger, so the next load tries them again.
+    skipped_files: list[dict] = field(default_factory=list)
     # Table writes that went straight from the parse; and per table, how many times its fast-path insert
     # met a value needing the checks (a new object, a misfit, a new column) and made a chunk rewrite.
     fast_path_writes: int = 0
@@ -122,7 +126,7 @@ def load_events(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     summary = LoadSummary(load_id=_new_load_id(started), landing_url=landing.url, warehouse=warehouse.describe())
-    with warehouse.connect() as conn, _no_vacuum(conn):
+    with _sole_writer(warehouse), warehouse.connect() as conn, _no_vacuum(conn):
         _prepare(conn, options)
         pending = deque(ledger.pending(landing.list_files(), ledger.loaded_versions(conn)))
         notify("listed", {"pending_files": len(pending)})
@@ -138,6 +142,22 @@ def load_events(
         _record_load(conn, summary, started)
     notify("finished", summary.to_dict())
     return summary
+
+
+# One lock per warehouse for the loads of this process. Connections of one process share one DuckDB
+# instance (see duckdb_engine), so DuckDB's file lock does not keep a second load out: two, run at once,
+# would both see the same files pending and load them twice. (Processes are kept apart by that lock, and
+# Dagster runs by their pool.)
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sole_writer(warehouse: Warehouse) -> Iterator[None]:
+    with _WRITER_LOCKS_GUARD:
+        lock = _WRITER_LOCKS.setdefault(warehouse.describe(), threading.Lock())
+    with lock:
+        yield
 
 
 def _new_load_id(started: datetime) -> str:
@@ -185,12 +205,24 @@ def _load_chunk(
 ) -> tuple[int, int]:
     """Load one chunk in one transaction; return the lines and text bytes it staged."""
     with contextlib.ExitStack() as stack:
-        staged = [
-            StagedFile(idx=i, file=file, path=stack.enter_context(landing.local_copy(file)))
-            for i, file in enumerate(chunk)
-        ]
+        staged = []
+        for file in chunk:
+            try:
+                path = stack.enter_context(landing.local_copy(file))
+            except LandingFileGone as gone:
+                summary.skipped_files.append({"file": file.key, "reason": str(gone)})
+                continue
+            staged.append(StagedFile(idx=len(staged), file=file, path=path))
+        if not staged:
+            return 0, 0
         clock = time.perf_counter()
         create_stage(conn, staged)
+        # A file that could not be read at all (gone since it was listed) gets no ledger row: the next
+        # load tries it again, if it is still there.
+        summary.skipped_files.extend({"file": s.file.key, "reason": s.skipped} for s in staged if s.skipped)
+        staged = [s for s in staged if not s.skipped]
+        if not staged:
+            return 0, 0
         staged_lines, staged_text = stage_size(conn)
         clock = summary.timed("stage", clock)
         uuid_ts = datetime.now(UTC)
@@ -481,7 +513,7 @@ def forget_range(
     Only files still in the landing location (`landing_keys`) are forgotten: a file gone from it (a bucket
     retention rule, say) could not be loaded again, so its rows stay, and it is reported.
     """
-    with warehouse.connect() as conn, transaction(conn):
+    with _sole_writer(warehouse), warehouse.connect() as conn, transaction(conn):
         ledger.ensure(conn)
         conn.execute(
             f"""CREATE OR REPLACE TEMP TABLE _in_range AS

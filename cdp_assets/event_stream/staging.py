@@ -52,6 +52,9 @@ class StagedFile:
     recovered_lines: int | None = None
     # How its lines were read: "csv" (by the engine) or "python" (the exact reader, see recover_lines)
     reader: str = "csv"
+    # Why it could not be read at all (deleted or made unreadable after it was listed): the load skips
+    # it without a ledger row, so the next load tries it again.
+    skipped: str | None = None
 
 
 def create_stage(conn: duckdb.DuckDBPyConnection, files: list[StagedFile]) -> None:
@@ -142,21 +145,28 @@ def _exact(returned: tuple[int, int], path: Path) -> bool:
     that file are one higher.
     """
     size, blanks = returned
-    with path.open("rb") as stream:
-        stream.seek(-4, os.SEEK_END)
-        isize = int.from_bytes(stream.read(4), "little")
+    try:
+        with path.open("rb") as stream:
+            stream.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(stream.read(4), "little")
+    except OSError:
+        return False  # read again by the exact reader, which records why it cannot
     return size in (isize, isize + 1) and (blanks == 0 or not _holds_cr(path))
 
 
 def _holds_cr(path: Path) -> bool:
     try:
         return any(b"\r" in piece for piece in _decompressed(path))
-    except (zlib.error, EOFError):
+    except (zlib.error, EOFError, OSError):
         return True  # read again by the exact reader, which records why
 
 
 def _stage_recovered(conn: duckdb.DuckDBPyConnection, staged: StagedFile) -> None:
-    lines, reason = recover_lines(staged.path)
+    try:
+        lines, reason = recover_lines(staged.path)
+    except OSError as exc:
+        staged.skipped = f"cannot read it: {exc.strerror or exc}"
+        return
     staged.reader = "python"
     staged.corrupt_reason = reason
     staged.recovered_lines = len(lines)

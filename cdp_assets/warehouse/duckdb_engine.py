@@ -38,7 +38,10 @@ class DuckDBWarehouse:
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if read_only and not self.path.exists():
             raise WarehouseError(f"no warehouse at {self.path} yet: run a load first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create the folder of {self.path}: {exc.strerror}") from exc
         conn = _INSTANCES.connect(self.path, read_only)
         try:
             # Timestamps are written and compared in UTC whatever the machine's zone is.

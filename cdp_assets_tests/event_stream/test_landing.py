@@ -4,6 +4,7 @@ file's lines reach the loader whole and with their true line numbers."""
 from __future__ import annotations
 
 import gzip
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import duckdb
 import pytest
 
 from cdp_assets.event_stream.landing import (
+    LandingError,
     LandingFile,
     LocalLandingStore,
     dump_key,
@@ -19,9 +21,11 @@ from cdp_assets.event_stream.landing import (
     parse_key_date,
 )
 from cdp_assets.event_stream.ledger import pending
+from cdp_assets.event_stream.loader import LoadOptions, load_events
 from cdp_assets.event_stream.staging import StagedFile, create_stage
+from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
 from cdp_assets_tests.conftest import SOURCE_ID, event, write_dump
-from cdp_assets_tests.event_stream.helpers import ES, compact, gzip_lines, load, load_errors, query
+from cdp_assets_tests.event_stream.helpers import ES, LEDGER, compact, gzip_lines, load, load_errors, query
 
 UPLOADED = datetime(2021, 7, 26, 10, 0, tzinfo=UTC)
 
@@ -64,6 +68,57 @@ def test_local_store_lists_dump_files_only(landing) -> None:
     with landing.local_copy(listed[0]) as path:
         assert gzip.decompress(path.read_bytes()).startswith(b'{"type":"track"')
     assert list(LocalLandingStore(landing.root / "missing").list_files()) == []
+
+
+def test_local_listing_follows_folder_links_skips_dangling_ones_and_refuses_a_file(landing, tmp_path) -> None:
+    key = write_dump(landing, [event()], uploaded_at=UPLOADED)
+    elsewhere = LocalLandingStore(tmp_path / "elsewhere")
+    linked = write_dump(elsewhere, [event()], uploaded_at=UPLOADED, source_id="SRC2")
+    (landing.root / "rudder-logs" / "SRC2").symlink_to(elsewhere.root / "rudder-logs" / "SRC2")
+    (landing.root / "rudder-logs" / "loop").symlink_to(landing.root)  # walked once, not forever
+    dangling = Path(key).with_name("1793529000.x.00000000-0000-4000-8000-000000000000.json.gz")
+    (landing.root / dangling).symlink_to(tmp_path / "nothing-here.json.gz")
+    assert sorted(f.key for f in landing.list_files()) == sorted([key, linked])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(LandingError, match="not a folder"):
+        list(LocalLandingStore(a_file).list_files())
+
+
+def test_a_file_deleted_after_listing_is_skipped_and_tried_again_later(landing, warehouse_path) -> None:
+    keys = [write_dump(landing, [event(messageId=f"m-{i}")], uploaded_at=UPLOADED) for i in range(3)]
+    moved = landing.root / keys[1]
+    aside = moved.with_name("aside")
+    summary = load_events(
+        landing,
+        DuckDBWarehouse(warehouse_path),
+        progress=lambda event_, _data: moved.rename(aside) if event_ == "listed" else None,
+    )
+    assert (summary.files, summary.loaded, summary.balanced) == (2, 2, True)
+    assert [s["file"] for s in summary.skipped_files] == [keys[1]]
+    assert "no longer there" in summary.skipped_files[0]["reason"]
+    assert query(warehouse_path, f"SELECT count(*) FROM {LEDGER}.files") == [(2,)]
+    aside.rename(moved)  # back: it was never recorded, so the next load reads it
+    again = load(landing, warehouse_path)
+    assert (again.files, again.loaded, again.skipped_files) == (1, 1, [])
+
+
+def test_two_loads_at_once_in_one_process_load_each_file_once(landing, warehouse_path) -> None:
+    for i in range(40):
+        write_dump(landing, [event(messageId=f"c-{i}-{j}") for j in range(50)], uploaded_at=UPLOADED)
+    summaries = []
+    warehouse = DuckDBWarehouse(warehouse_path)
+    # (load_events itself: the test helper's checks open the file outside the process's shared instance.)
+    threads = [
+        threading.Thread(target=lambda: summaries.append(load_events(landing, warehouse, LoadOptions(chunk_files=5))))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(s.files for s in summaries) == [0, 40]
+    assert query(warehouse_path, f"SELECT count(*), count(DISTINCT id) FROM {ES}.tracks") == [(2000, 2000)]
 
 
 def test_landing_urls(tmp_path) -> None:

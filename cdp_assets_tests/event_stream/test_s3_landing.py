@@ -9,6 +9,8 @@ import boto3
 import pytest
 
 from cdp_assets.event_stream.landing import LandingError, LocalLandingStore, S3LandingStore, dump_key, landing_store
+from cdp_assets.event_stream.loader import load_events
+from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
 from cdp_assets_tests.conftest import SOURCE_ID, event
 from cdp_assets_tests.event_stream.helpers import ES, LEDGER, gzip_lines, load, query, snapshot
 
@@ -102,3 +104,27 @@ def test_s3_errors_are_landing_errors(s3_landing) -> None:
     missing = landing_store("s3://no-such-bucket-for-this-test/events")
     with pytest.raises(LandingError, match="cannot list"):
         list(missing.list_files())
+    with pytest.raises(LandingError, match="cannot write"):
+        missing.put("rudder-logs/x.json.gz", b"")
+
+
+def test_an_object_deleted_or_replaced_after_listing_is_skipped_and_read_next_time(s3_landing, tmp_path) -> None:
+    store = landing_store(s3_landing)
+    keys = [dump_key(SOURCE_ID, T0.replace(minute=i), f"00000000-0000-4000-8000-{i:012d}") for i in range(3)]
+    for i, key in enumerate(keys):
+        store.put(key, gzip_lines([event(messageId=f"s-{i}")]))
+    replaced = gzip_lines([event(messageId="s-1"), event(messageId="s-1b")])
+
+    def change_after_listing(step: str, _data: dict) -> None:
+        if step == "listed":
+            store.put(keys[1], replaced)  # a new version: the one listed is not what would be read
+            boto3.client("s3").delete_object(Bucket=store.bucket, Key=store._full_key(keys[2]))
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    summary = load_events(store, DuckDBWarehouse(warehouse), progress=change_after_listing)
+    assert (summary.files, summary.loaded) == (1, 1)
+    assert sorted(s["file"] for s in summary.skipped_files) == sorted(keys[1:])
+    # The new version was never recorded under the old one's etag: the next load reads all of it.
+    again = load(store, warehouse)
+    assert (again.files, again.loaded, again.skipped_files) == (1, 2, [])
+    assert sorted(r[0] for r in query(warehouse, f"SELECT id FROM {ES}.tracks")) == ["s-0", "s-1", "s-1b"]
