@@ -47,9 +47,12 @@ class LandingFile:
         return match.group("source") if match else None
 
     @property
-    def upload_date(self) -> date | None:
+    def upload_date(self) -> date:
+        """The upload day its key names; for a key outside the layout (no date folder, or not a date),
+        the day it was written, so a reload of a date range can still reach it."""
         match = _KEY.search(self.key)
-        return parse_key_date(match.group("date")) if match else None
+        named = parse_key_date(match.group("date")) if match else None
+        return named or self.modified.astimezone(UTC).date()
 
 
 def parse_key_date(text: str) -> date | None:

@@ -52,8 +52,11 @@ def test_key_dates_and_non_dump_keys() -> None:
     assert parse_key_date("yesterday") is None
     assert not is_dump_key("rudder-logs/src/2021-07-26/notes.txt")
     assert not is_dump_key("elsewhere/2021-07-26/1.src.uuid.json.gz")
+    # A key outside the layout takes the day it was written, so a reload of that day reaches it.
     odd = LandingFile(key="rudder-logs/src/someday/1.src.u.json.gz", size=1, etag="e", modified=UPLOADED)
-    assert odd.source_id == "src" and odd.upload_date is None
+    assert odd.source_id == "src" and odd.upload_date == UPLOADED.date()
+    loose = LandingFile(key="rudder-logs/odd.json.gz", size=1, etag="e", modified=UPLOADED)
+    assert loose.source_id is None and loose.upload_date == UPLOADED.date()
 
 
 def test_local_store_lists_dump_files_only(landing) -> None:
