@@ -11,7 +11,9 @@ of the mapped columns as the destination last accepted them. A plan is a FULL OU
 
 Only rows the destination accepted are committed, so a rejected row keeps its old hash (or none) and is
 planned again next run even if the model did not change. Keys that are null or duplicated in the model
-are never sent: they are counted and recorded as invalid.
+are never sent: they are counted and recorded as invalid. A duplicated key that the snapshot holds is
+neither changed nor removed: the destination keeps what it was last sent until the model has one row
+for it again.
 """
 
 from __future__ import annotations
@@ -103,7 +105,13 @@ def plan_sync(
             SELECT pk, payload, md5(CAST(payload AS VARCHAR)) AS row_hash FROM model
             WHERE pk IS NOT NULL AND copies = 1
         ), snap AS (
-            SELECT pk, row_hash, payload FROM {SCHEMA}.snapshots WHERE sync = $sync
+            -- A key duplicated in the model is held as it is: leaving its snapshot row out of the join
+            -- keeps it from turning into a remove (which would take the member out of the destination
+            -- or blank its fields), and since the plan has no add, change or remove for it, commit
+            -- leaves its snapshot row alone too.
+            SELECT s.pk, s.row_hash, s.payload FROM {SCHEMA}.snapshots s
+            WHERE s.sync = $sync
+              AND NOT EXISTS (SELECT 1 FROM model m WHERE m.pk = s.pk AND m.copies > 1)
         )
         SELECT coalesce(v.pk, s.pk) AS pk,
                CASE WHEN s.pk IS NULL THEN 'add'

@@ -157,3 +157,27 @@ def test_an_audience_refuses_a_member_without_consent_but_still_removes(
         "p2": ("change", "skipped_consent", "profile p2 is suppressed on email: not eligible"),
         "p3": ("add", "skipped_consent", "profile p3 is erased on email: not eligible"),
     }
+
+
+def test_a_member_whose_key_is_duplicated_stays_in_the_audience(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    spec = audience_spec({"type": "attribute", "attribute": "audience_quote"})
+    members = [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com"), ("p3", "m3", "m3@x.com")]
+    load_members(warehouse, members)
+    assert run(warehouse, spec, cio_config, "r1").accepted == 3
+
+    # A join fan-out in the model gives p2 two rows: both invalid, and p2 must not be taken out.
+    load_members(warehouse, [*members, ("p2", "m2", "m2-other@x.com")])
+    seen = len(cio_app.requests())
+    second = run(warehouse, spec, cio_config, "r2")
+    assert (second.invalid, second.planned_removes, second.sent) == (2, 0, 0)
+    assert writes(cio_app, seen) == []
+    assert cio_app.person("m2").attributes["audience_quote"] is True
+    assert (
+        warehouse.execute("SELECT op, status, error FROM reverse_etl.sync_row_results WHERE run_id = 'r2'").fetchall()
+        == [("invalid", "invalid", "duplicate primary key")] * 2
+    )
+    assert warehouse.execute(
+        "SELECT run_id FROM reverse_etl.snapshots WHERE sync = 'audience_quote' AND pk = 'p2'"
+    ).fetchall() == [("r1",)]

@@ -125,3 +125,20 @@ def test_bench_finds_the_same_changes_as_the_naive_comparison(tmp_path: Path) ->
     result = bench_run(5000, 0.02, workdir=tmp_path)
     assert result["same_result"] is True
     assert result["engine_counts"]["change"] == result["expected_changes"] == 100
+
+
+def test_a_key_that_becomes_duplicated_is_held_not_removed(conn) -> None:
+    model(conn, [("u1", "a@x.com", "pro", ""), ("u2", "b@x.com", "free", "")])
+    plan(conn)
+    accept_all(conn, "r1")
+    # A join fan-out duplicates u1: its rows are invalid, and the snapshot row must not become a remove.
+    model(conn, [("u1", "a@x.com", "pro", ""), ("u1", "a@x.com", "enterprise", ""), ("u2", "b@x.com", "free", "")])
+    result = plan(conn)
+    assert (result.removes, result.invalid, result.counts["unchanged"]) == (0, 2, 1)
+    assert conn.execute("SELECT DISTINCT op FROM _sync_plan WHERE pk = 'u1'").fetchall() == [("invalid",)]
+    accept_all(conn, "r2")  # even committing "everything" leaves u1's snapshot row alone
+    assert conn.execute("SELECT run_id FROM reverse_etl.snapshots WHERE pk = 'u1'").fetchall() == [("r1",)]
+    # Once the model has one row for u1 again, it is compared with what the destination holds.
+    model(conn, [("u1", "a@x.com", "pro", ""), ("u2", "b@x.com", "free", "")])
+    plan(conn)
+    assert ops(conn) == {"u1": "unchanged", "u2": "unchanged"}
