@@ -3,7 +3,8 @@
 - `sync_runs`: one row per run, the figures of its `SyncResult`, its options, start and finish;
 - `sync_row_results`: one row per row a run sent or held back: `accepted`, `rejected` (with the
   destination's error), `skipped_consent` (with the consent status that refused it), `invalid` (null
-  or duplicate key), `not_sent` (the run stopped on a quota before reaching it);
+  or duplicate key, or a value no destination can take, such as inf or NaN), `not_sent` (the run
+  stopped before reaching it, or it failed on our side before any request carried it);
 - `sync_previews`: what a dry run would send, row by row: the op, the exact destination payload, the
   values the destination holds now (from the snapshot), and why a row would be held back.
 

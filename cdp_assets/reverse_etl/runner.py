@@ -4,7 +4,7 @@ Order (issue 5):
 1. plan in the warehouse against the committed snapshot (`diff.plan_sync` over the columns the spec
    sends; audiences: the member's identifier and email);
 2. rows with a null or duplicate key, or a value the destination cannot take (a suppression row with
-   an unknown action), are invalid: recorded, never sent;
+   an unknown action, a number that is inf or NaN), are invalid: recorded, never sent;
 3. the consent guard refuses adds and changes of marketing syncs whose profile is not eligible;
 4. the large-change guard stops the run before any call unless approved;
 5. a dry run writes the row-level preview (exactly the messages a real run would send) and stops;
@@ -187,9 +187,12 @@ def run_sync(
 
     assert destination is not None
     report = destination.send([OutgoingRow(r.pk, r.op, r.message or []) for r in to_send]) if to_send else SendReport()
-    accepted = [r for r in to_send if r.pk in report.outcomes and report.outcomes[r.pk].accepted]
-    rejected = [r for r in to_send if r.pk in report.outcomes and not report.outcomes[r.pk].accepted]
-    not_sent = [r for r in to_send if r.pk not in report.outcomes]
+    outcomes = report.outcomes
+    accepted = [r for r in to_send if r.pk in outcomes and outcomes[r.pk].accepted]
+    rejected = [r for r in to_send if r.pk in outcomes and not outcomes[r.pk].accepted and outcomes[r.pk].sent]
+    # Failed on our side before any request carried them: not sent, retried next run like a rejection.
+    failed_locally = [r for r in to_send if r.pk in outcomes and not outcomes[r.pk].sent]
+    not_sent = [r for r in to_send if r.pk not in outcomes]
     result.sent = len(accepted) + len(rejected)
     result.accepted, result.rejected = len(accepted), len(rejected)
     result.api_calls, result.retries = destination.stats.calls, destination.stats.retries
@@ -202,7 +205,8 @@ def run_sync(
             run_id,
             spec.name,
             [(r.pk, r.op, "accepted", None) for r in accepted]
-            + [(r.pk, r.op, "rejected", report.outcomes[r.pk or ""].error) for r in rejected]
+            + [(r.pk, r.op, "rejected", outcomes[r.pk or ""].error) for r in rejected]
+            + [(r.pk, r.op, "not_sent", outcomes[r.pk or ""].error) for r in failed_locally]
             + [(r.pk, r.op, "not_sent", report.stopped or report.failed) for r in not_sent],
             now,
         )
@@ -214,8 +218,10 @@ def run_sync(
         elif not to_send:
             result.status = "no_change"
         else:
-            result.status = "partial" if rejected else "success"
-        sent_summary = f"sent {result.sent}: {result.accepted} accepted, {result.rejected} rejected"
+            result.status = "partial" if rejected or failed_locally else "success"
+        sent_summary = f"sent {result.sent}: {result.accepted} accepted, {result.rejected} rejected" + (
+            f"; {len(failed_locally)} failed before any request (not sent, they go next run)" if failed_locally else ""
+        )
         stop = report.stopped or report.failed
         result.message = f"{summary}; {sent_summary}" + (
             f"; stopped with {len(not_sent)} rows not sent (they go next run): {stop}" if stop else ""

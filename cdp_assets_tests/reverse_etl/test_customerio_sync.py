@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.destinations import OutgoingRow, RowOutcome, open_destination
 from cdp_assets.reverse_etl.runner import DestinationUnavailable, RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
 from cdp_assets.sandbox.customerio import CustomerIOSandbox, rate_limit_fault, server_error_fault
@@ -344,3 +344,65 @@ def test_an_api_that_keeps_failing_fails_the_run_after_committing_what_was_accep
     assert results["u1"][1] == "accepted"
     assert results["u2"][1] == results["u3"][1] == "not_sent"
     assert "a@x.com" not in str(results)  # the client's error text (with the request body) stays out
+
+
+@pytest.mark.parametrize("mode", ["upsert", "update_only"])
+def test_a_non_finite_number_makes_its_row_invalid_and_the_others_go(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, mode: str
+) -> None:
+    # Say, a division by zero in the model. inf used to fail the whole batch in the client (every row
+    # rejected, every run); NaN went out as null and cleared the attribute despite send_nulls: false.
+    spec = people_spec(mode=mode)
+    for pk in ("u1", "u2", "u3", "u4"):
+        cio_app.identify(pk, email=f"{pk}@x.com", mrr=49.0)
+    load_people(warehouse, [(pk, f"{pk}@x.com", "pro", 49.0, f"p{pk[1]}") for pk in ("u1", "u2", "u3", "u4")])
+    assert run(warehouse, spec, cio_config, "r1").accepted == 4
+    warehouse.execute(
+        "UPDATE sync.sync_customerio_people SET plan = 'enterprise', "
+        "mrr = CASE id WHEN 'u1' THEN 'inf'::DOUBLE WHEN 'u2' THEN '-inf'::DOUBLE WHEN 'u3' THEN 'nan'::DOUBLE "
+        "ELSE mrr END"
+    )
+    for run_id in ("r2", "r3"):  # the bad rows stay invalid run after run; they never block the others
+        seen = len(cio_app.requests())
+        result = run(warehouse, spec, cio_config, run_id, approve_large_change=True)
+        results = row_results(warehouse, run_id)
+        assert {pk: status for pk, (_, status, _) in results.items()} == {
+            "u1": "invalid",
+            "u2": "invalid",
+            "u3": "invalid",
+            **({"u4": "accepted"} if run_id == "r2" else {}),
+        }
+        assert (
+            results["u1"][2] == "column mrr is inf, not a finite number: JSON cannot carry it, so the row is not sent"
+        )
+        assert "column mrr is -inf" in (results["u2"][2] or "")
+        assert "column mrr is nan" in (results["u3"][2] or "")
+        assert (result.invalid, result.sent) == (3, 1 if run_id == "r2" else 0)
+        assert [w[1] for w in writes(cio_app, seen)] == (
+            (["/api/v2/batch"] if mode == "upsert" else ["/api/v1/customers/u4"]) if run_id == "r2" else []
+        )
+    for pk in ("u1", "u2", "u3"):
+        assert (cio_app.person(pk).attributes["mrr"], cio_app.person(pk).attributes["plan"]) == (49.0, "pro")
+    assert cio_app.person("u4").attributes["plan"] == "enterprise"
+
+
+def test_a_message_the_client_cannot_encode_fails_alone_and_is_not_counted_as_sent(
+    cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    # The runner's render refuses such rows first; the destination must not trust that: one row the
+    # client cannot encode used to fail its whole batch before any request, reported as rejected.
+    destination = open_destination(people_spec(), cio_config, None)
+    try:
+        report = destination.send(
+            [
+                OutgoingRow("u1", "add", [{"call": "batch", "operation": identify("u1", mrr=float("inf"))}]),
+                OutgoingRow("u2", "add", [{"call": "batch", "operation": identify("u2", mrr=1.0)}]),
+            ]
+        )
+    finally:
+        destination.close()
+    assert report.outcomes["u2"] == RowOutcome(True)
+    assert (report.outcomes["u1"].accepted, report.outcomes["u1"].sent) == (False, False)
+    assert "Out of range float values are not JSON compliant" in (report.outcomes["u1"].error or "")
+    assert batch_operations(cio_app) == [identify("u2", mrr=1.0)]
+    assert cio_app.person("u1") is None

@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.destinations import OutgoingRow, open_destination
 from cdp_assets.reverse_etl.destinations.salesforce import SalesforceDestination
 from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
@@ -240,3 +240,65 @@ def test_a_record_that_lost_its_row_lock_is_sent_again(
         1,
     )
     assert [[r["Id"] for r in body["records"]] for _, p, body in writes(sf_app) if "composite" in p] == [[a, b], [b]]
+
+
+def test_a_non_finite_number_never_reaches_salesforce(
+    warehouse: duckdb.DuckDBPyConnection, sf_app: SalesforceSandbox, sf_config: SalesforceConfig
+) -> None:
+    sf_app.add_custom_field("Account", "Score__c", "double")
+    spec = spec_from_meta(
+        "sync_salesforce_accounts",
+        "sync.accounts",
+        {
+            "sync": {
+                "destination": "salesforce",
+                "object": "Account",
+                "mode": "update_only",
+                "primary_key": "id",
+                "purpose": "operational",
+                "fields": {"score": "Score__c"},
+                "schedule": "daily",
+            }
+        },
+    )
+    a, b, c = sorted(r["Id"] for r in sf_app.records("Account"))[:3]
+    warehouse.execute("CREATE TABLE sync.accounts (id VARCHAR, score DOUBLE)")
+    warehouse.execute("INSERT INTO sync.accounts VALUES (?, 'inf'), (?, 'nan'), (?, 2.5)", [a, b, c])
+    result = run(warehouse, spec, sf_config, "r1")
+    assert (result.status, result.invalid, result.sent, result.accepted) == ("success", 2, 1, 1)
+    results = row_results(warehouse, "r1")
+    assert results[a] == (
+        "add",
+        "invalid",
+        "column score is inf, not a finite number: JSON cannot carry it, so the row is not sent",
+    )
+    assert results[b][1] == "invalid" and "column score is nan" in (results[b][2] or "")
+    assert collection_records(sf_app) == [{"attributes": {"type": "Account"}, "Id": c, "Score__c": 2.5}]
+
+    # The destination does not rely on the runner: such a record fails alone, before any request.
+    destination = SalesforceDestination(sf_config)
+    seen = len(sf_app.requests())
+    try:
+        report = destination.send(
+            [
+                OutgoingRow(
+                    a,
+                    "add",
+                    [
+                        {
+                            "call": "update",
+                            "record": {"attributes": {"type": "Account"}, "Id": a, "Score__c": float("inf")},
+                        }
+                    ],
+                ),
+                OutgoingRow(
+                    c,
+                    "add",
+                    [{"call": "update", "record": {"attributes": {"type": "Account"}, "Id": c, "Score__c": 3.5}}],
+                ),
+            ]
+        )
+    finally:
+        destination.close()
+    assert (report.outcomes[a].accepted, report.outcomes[a].sent, report.outcomes[c].accepted) == (False, False, True)
+    assert collection_records(sf_app, seen) == [{"attributes": {"type": "Account"}, "Id": c, "Score__c": 3.5}]

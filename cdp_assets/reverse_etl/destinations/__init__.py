@@ -13,6 +13,8 @@ exactly what a real run would send without opening a destination.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +40,9 @@ class OutgoingRow:
 class RowOutcome:
     accepted: bool
     error: str | None = None
+    # False: the row failed on our side before any request carried it (say, a message the client
+    # cannot encode). It is not counted as sent, and is recorded as not_sent with the error.
+    sent: bool = True
 
 
 @dataclass
@@ -68,7 +73,17 @@ class DestinationConfigError(ValueError):
 def render(
     spec: SyncSpec, op: str, pk: str, payload: Mapping[str, Any] | None, previous: Mapping[str, Any] | None
 ) -> Message:
-    """The calls the destination needs for one planned row (payload: the model's diff columns)."""
+    """The calls the destination needs for one planned row (payload: the model's diff columns).
+
+    Raises ValueError for a row that must not be sent (the runner records it as invalid with why)."""
+    if op != "remove":
+        # JSON has no inf or NaN: the Customer.io client fails the whole batch on inf and turns NaN
+        # into null (clearing the attribute even with send_nulls false), and Salesforce would get
+        # `Infinity`. A removal sends the previous (accepted, so finite) values, never these.
+        bad = non_finite_values(payload)
+        if bad:
+            found = ", ".join(f"column {column} is {value}" for column, value in bad)
+            raise ValueError(f"{found}, not a finite number: JSON cannot carry it, so the row is not sent")
     if spec.destination == "customerio":
         from cdp_assets.reverse_etl.destinations import customerio
 
@@ -110,3 +125,33 @@ def mapped_values(spec: SyncSpec, payload: Mapping[str, Any] | None, keep_nulls:
             continue
         values[target] = value
     return values
+
+
+def non_finite_values(payload: Mapping[str, Any] | None) -> list[tuple[str, float]]:
+    """(column, value) of every inf, -inf or NaN in a payload, nested lists and objects included
+    (`scores[1]`, `address.lat`), so the invalid row's reason names where the model went wrong."""
+    found: list[tuple[str, float]] = []
+
+    def walk(path: str, value: Any) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((path, value))
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(f"{path}.{key}", item)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                walk(f"{path}[{index}]", item)
+
+    for column, value in (payload or {}).items():
+        walk(str(column), value)
+    return found
+
+
+def unencodable(message: Message) -> str | None:
+    """Why a message cannot go out as strict JSON (None when it can). Destinations check each row
+    before batching it, so one bad row fails alone, locally, instead of sinking its whole batch."""
+    try:
+        json.dumps(message, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"the message cannot be encoded as JSON, so it was not sent: {exc}"
+    return None

@@ -34,7 +34,14 @@ import requests
 from customerio import CustomerIOException
 from urllib3.util.retry import Retry as Urllib3Retry
 
-from cdp_assets.reverse_etl.destinations import Message, OutgoingRow, RowOutcome, SendReport, mapped_values
+from cdp_assets.reverse_etl.destinations import (
+    Message,
+    OutgoingRow,
+    RowOutcome,
+    SendReport,
+    mapped_values,
+    unencodable,
+)
 from cdp_assets.reverse_etl.spec import SyncSpec
 from cdp_assets.sources.customerio import CustomerIOConfig, track_client
 from cdp_assets.sources.policy import (
@@ -180,6 +187,15 @@ class CustomerIODestination:
             raise _Stop("failed", f"Customer.io {detail}") from exc
         return response
 
+    def _reached(self, exc: BaseException) -> bool:
+        """Whether the failed call's request left this process: it got a response, or the connection
+        failed or timed out (the server may have seen it). Anything else (the client could not build
+        the request) failed before any request, so its rows were not sent."""
+        if self._last is not None:
+            return True
+        cause = exc.__cause__ or exc
+        return isinstance(cause, requests.ConnectionError | requests.Timeout)
+
     def _error(self, exc: BaseException) -> str:
         response = self._last
         if response is not None:
@@ -193,16 +209,25 @@ class CustomerIODestination:
         report = SendReport()
         errors: dict[str, list[str]] = {}
         done: dict[str, int] = {}  # pk -> calls that succeeded
+        reached: set[str] = set()  # rows at least one request carried (answered or not)
         calls_by_kind: dict[str, list[tuple[str, dict[str, Any]]]] = {kind: [] for kind in CALL_ORDER}
         for row in rows:
+            problem = unencodable(row.message)
+            if problem is not None:
+                # The client would raise before any request, failing every row batched with it.
+                report.outcomes[row.pk] = RowOutcome(False, problem, sent=False)
+                continue
             for call in row.message:
                 calls_by_kind[call["call"]].append((row.pk, call))
 
-        def failed(pk: str, message: str) -> None:
+        def failed(pk: str, message: str, was_reached: bool) -> None:
             errors.setdefault(pk, []).append(message)
+            if was_reached:
+                reached.add(pk)
 
         def succeeded(pk: str) -> None:
             done[pk] = done.get(pk, 0) + 1
+            reached.add(pk)
 
         try:
             for kind in CALL_ORDER:
@@ -221,8 +246,10 @@ class CustomerIODestination:
             else:
                 report.failed = str(stop)
         for row in rows:
+            if row.pk in report.outcomes:
+                continue
             if row.pk in errors:
-                report.outcomes[row.pk] = RowOutcome(False, "; ".join(errors[row.pk]))
+                report.outcomes[row.pk] = RowOutcome(False, "; ".join(errors[row.pk]), sent=row.pk in reached)
             elif done.get(row.pk, 0) == len(row.message):
                 report.outcomes[row.pk] = RowOutcome(True)
         return report
@@ -232,7 +259,7 @@ class CustomerIODestination:
         kind: str,
         calls: list[tuple[str, dict[str, Any]]],
         succeeded: Callable[[str], None],
-        failed: Callable[[str, str], None],
+        failed: Callable[[str, str, bool], None],
     ) -> None:
         for pk, call in calls:
             if kind == "suppress":
@@ -245,7 +272,7 @@ class CustomerIODestination:
             except _Stop:
                 raise
             except CustomerIOException as exc:
-                failed(pk, self._error(exc))
+                failed(pk, self._error(exc), self._reached(exc))
             else:
                 succeeded(pk)
 
@@ -253,7 +280,7 @@ class CustomerIODestination:
         self,
         calls: list[tuple[str, dict[str, Any]]],
         succeeded: Callable[[str], None],
-        failed: Callable[[str, str], None],
+        failed: Callable[[str, str, bool], None],
     ) -> None:
         for chunk in _chunks_by_size(calls):
             operations = [call["operation"] for _, call in chunk]
@@ -262,9 +289,9 @@ class CustomerIODestination:
             except _Stop:
                 raise
             except CustomerIOException as exc:
-                message = self._error(exc)
+                message, was_reached = self._error(exc), self._reached(exc)
                 for pk, _ in chunk:
-                    failed(pk, message)
+                    failed(pk, message, was_reached)
                 continue
             item_errors: dict[int, str] = {}
             if response.status_code == 207:
@@ -277,7 +304,7 @@ class CustomerIODestination:
                         item_errors[index] = detail.strip()
             for index, (pk, _) in enumerate(chunk):
                 if index in item_errors:
-                    failed(pk, item_errors[index])
+                    failed(pk, item_errors[index], True)
                 else:
                     succeeded(pk)
 
@@ -286,7 +313,7 @@ class CustomerIODestination:
         kind: str,
         calls: list[tuple[str, dict[str, Any]]],
         succeeded: Callable[[str], None],
-        failed: Callable[[str, str], None],
+        failed: Callable[[str, str, bool], None],
     ) -> None:
         by_segment: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         for pk, call in calls:
@@ -302,9 +329,9 @@ class CustomerIODestination:
                 except _Stop:
                     raise
                 except CustomerIOException as exc:
-                    message = self._error(exc)
+                    message, was_reached = self._error(exc), self._reached(exc)
                     for pk, _ in chunk:
-                        failed(pk, message)
+                        failed(pk, message, was_reached)
                 else:
                     for pk, _ in chunk:
                         succeeded(pk)

@@ -25,7 +25,14 @@ from typing import Any
 
 from simple_salesforce.exceptions import SalesforceError
 
-from cdp_assets.reverse_etl.destinations import Message, OutgoingRow, RowOutcome, SendReport, mapped_values
+from cdp_assets.reverse_etl.destinations import (
+    Message,
+    OutgoingRow,
+    RowOutcome,
+    SendReport,
+    mapped_values,
+    unencodable,
+)
 from cdp_assets.reverse_etl.spec import SyncSpec
 from cdp_assets.sources.policy import CallStats, QuotaExhausted, RetriesExhausted
 from cdp_assets.sources.salesforce import SalesforceClient, SalesforceConfig
@@ -87,6 +94,11 @@ class SalesforceDestination:
         report = SendReport()
         groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         for row in rows:
+            problem = unencodable(row.message)
+            if problem is not None:
+                # Failed here, before any request: it must not take the other records of its call down.
+                report.outcomes[row.pk] = RowOutcome(False, problem, sent=False)
+                continue
             for call in row.message:
                 record = call["record"]
                 path = "composite/sobjects"
@@ -132,7 +144,9 @@ class SalesforceDestination:
         self, path: str, chunk: list[tuple[str, dict[str, Any]]], report: SendReport
     ) -> list[dict[str, Any]] | None:
         """The per-record results of one PATCH, in the order sent; None when the whole call was refused."""
-        body = json.dumps({"allOrNone": False, "records": [record for _, record in chunk]}, default=str)
+        # Strict JSON: Python's default would write `Infinity`/`NaN`, which no JSON parser takes, and
+        # default=str would send a repr. `send` has set aside every record that cannot be encoded.
+        body = json.dumps({"allOrNone": False, "records": [record for _, record in chunk]}, allow_nan=False)
         try:
             sf = self.client.connect()
             answer = self.client.policy.call(lambda: sf.restful(path, method="PATCH", data=body))
