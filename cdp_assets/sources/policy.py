@@ -2,7 +2,8 @@
 
 A source wraps each API call in `ApiPolicy.call`. The policy waits for the rate limiter, runs the call,
 and when it raises asks the source's `classify` function what the error means: retry after some seconds
-(honouring the API's Retry-After when it gives one), stop the whole extract (`QuotaExhausted`), or fail.
+(honouring the API's Retry-After when it gives one, in full, up to `max_retry_after`; a longer one raises
+`RetryAfterTooLong` rather than retrying early), stop the whole extract (`QuotaExhausted`), or fail.
 Every call, retry and second spent waiting is counted in `CallStats`, which the Dagster assets report.
 """
 
@@ -24,6 +25,13 @@ class QuotaExhausted(RuntimeError):
 
 class RetriesExhausted(RuntimeError):
     """A call kept failing with a retryable error."""
+
+
+class RetryAfterTooLong(RetriesExhausted):
+    """The API asked to be retried later than the policy will wait (Retry-After above its ceiling).
+
+    A `RetriesExhausted`, so every caller that handles running out of retries handles this too; it is
+    raised instead of retrying early, which the API would only refuse again (and count against us)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,11 @@ class ApiPolicy:
     rate_per_second: float = 10.0
     max_attempts: int = 6
     base_delay: float = 0.5
-    max_delay: float = 60.0
+    max_delay: float = 60.0  # the longest backoff of our own
+    # The longest wait an API may ask for (Retry-After) that is honoured; a longer one fails the call with
+    # RetryAfterTooLong. Five minutes: long enough for per-minute rate windows, short enough that a run
+    # does not sit idle for an hour on one call. A policy whose max_delay is longer honours up to that.
+    max_retry_after: float = 300.0
     stats: CallStats = field(default_factory=CallStats)
     sleep: Callable[[float], None] = time.sleep
 
@@ -112,10 +124,22 @@ class ApiPolicy:
                     raise
                 if attempt == self.max_attempts:
                     raise RetriesExhausted(f"{self.name}: still failing after {attempt} attempts: {exc}") from exc
-                delay = decision.after if decision.after is not None else self._backoff(attempt)
+                if decision.after is not None:
+                    # The API said when: retrying sooner would only be refused again, so it is waited in
+                    # full, or not at all when it is beyond the ceiling.
+                    ceiling = max(self.max_retry_after, self.max_delay)
+                    if decision.after > ceiling:
+                        raise RetryAfterTooLong(
+                            f"{self.name}: the API asked to wait {decision.after:g} s before retrying "
+                            f"(Retry-After), longer than the {ceiling:g} s this client waits; not retrying "
+                            "early. Run again later."
+                        ) from exc
+                    delay = decision.after
+                else:
+                    delay = self._backoff(attempt)  # at most max_delay
                 self.stats.retries += 1
-                self.stats.waited_seconds += delay
-                self.sleep(min(delay, self.max_delay))
+                self.stats.waited_seconds += delay  # what is slept, nothing more
+                self.sleep(delay)
         raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int) -> float:

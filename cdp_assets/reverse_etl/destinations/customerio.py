@@ -51,6 +51,7 @@ from cdp_assets.sources.policy import (
     QuotaExhausted,
     RetriesExhausted,
     Retry,
+    RetryAfterTooLong,
     retry_after,
 )
 
@@ -177,6 +178,9 @@ class CustomerIODestination:
             raise
         except QuotaExhausted as exc:
             raise _Stop("stopped", str(exc)) from exc
+        except RetryAfterTooLong as exc:
+            # Customer.io asked to come back later than we wait: like a quota, the rest goes next run.
+            raise _Stop("stopped", f"Customer.io rate-limited the Track API: {exc}") from exc
         except RetriesExhausted as exc:
             # The client's own message repeats the request body (people's data): keep it out of the ledger.
             cause = exc.__cause__ or exc
