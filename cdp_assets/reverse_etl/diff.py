@@ -40,6 +40,14 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.snapshots (
 OPS = ("add", "change", "remove", "unchanged", "invalid")
 
 
+def model_columns(conn: Connection, model: str) -> list[str]:
+    """The column names of `model` (a `schema.table` relation), in order. Raises the warehouse's error
+    when the relation cannot be read (it does not exist, say)."""
+    relation = ".".join(quote(part) for part in model.split("."))
+    description = conn.execute(f"SELECT * FROM {relation} LIMIT 0").description
+    return [column[0] for column in description or []]
+
+
 def ensure(conn: Connection) -> None:
     for statement in DDL.split(";"):
         if statement.strip():

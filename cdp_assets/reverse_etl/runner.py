@@ -30,7 +30,7 @@ from typing import Any
 from cdp_assets.event_stream.naming import quote, safe_name
 from cdp_assets.reverse_etl import results
 from cdp_assets.reverse_etl.destinations import Destination, OutgoingRow, SendReport, mapped_values, render
-from cdp_assets.reverse_etl.diff import commit, plan_sync
+from cdp_assets.reverse_etl.diff import commit, model_columns, plan_sync
 from cdp_assets.reverse_etl.guards import ChangeCheck, consent_refusals
 from cdp_assets.reverse_etl.spec import SyncSpec
 from cdp_assets.warehouse import Connection, transaction
@@ -38,6 +38,10 @@ from cdp_assets.warehouse import Connection, transaction
 
 class DestinationUnavailable(RuntimeError):
     """The destination kept failing (retries exhausted, credentials refused); what it accepted is committed."""
+
+
+class SyncModelError(ValueError):
+    """The sync's model cannot be read, or lacks a column its spec uses: nothing was planned or sent."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ def run_sync(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     results.ensure(conn)
+    _check_model_columns(conn, spec)
     table = f"_plan_{safe_name(spec.name)}"
     plan = plan_sync(conn, spec.name, spec.model, spec.primary_key, spec.diff_columns, options.full_resync, table)
     rows = _classify_rows(conn, spec, table)
@@ -230,6 +235,43 @@ def run_sync(
     if report.failed:
         raise DestinationUnavailable(f"sync {spec.name!r}: {report.failed} ({result.accepted} rows committed)")
     return result
+
+
+def _used_columns(spec: SyncSpec) -> dict[str, str]:
+    """Every model column the run reads -> the spec key that names it (for the error message)."""
+    section = "audience" if spec.kind == "audience" else "sync"
+    used = {spec.primary_key: f"meta.{section}.primary_key"}
+    if spec.kind == "audience":
+        used[spec.identifier or ""] = "meta.audience.identifier"
+        if spec.email_column:
+            used.setdefault(spec.email_column, "the standard audience columns (macro audience_select)")
+    for column, _ in spec.fields:
+        used.setdefault(column, "meta.sync.fields")
+    if spec.action_column:
+        used.setdefault(spec.action_column, "meta.sync.action_column")
+    if spec.profile_column:
+        used.setdefault(spec.profile_column, f"meta.{section}.profile_column")
+    return used
+
+
+def _check_model_columns(conn: Connection, spec: SyncSpec) -> None:
+    """Fail before planning, naming the sync, the model and what is missing, when the model lost a
+    column the spec uses (the warehouse would otherwise raise a bare binder error mid-plan)."""
+    try:
+        present = {column.lower() for column in model_columns(conn, spec.model)}
+    except Exception as exc:  # which error depends on the warehouse; its message says what is wrong
+        raise SyncModelError(
+            f"sync {spec.name!r}: cannot read its model {spec.model_name} ({spec.model}): {exc}. "
+            "Build the model (dbt) before running the sync."
+        ) from exc
+    missing = {column: key for column, key in _used_columns(spec).items() if column.lower() not in present}
+    if missing:
+        listed = ", ".join(f"{column} (from {key})" for column, key in sorted(missing.items()))
+        raise SyncModelError(
+            f"sync {spec.name!r}: its model {spec.model_name} ({spec.model}) has no column {listed}; "
+            f"the model has {', '.join(sorted(present)) or 'no columns'}. Nothing was planned or sent: "
+            "put the column back in the model or change the spec, then build the model again."
+        )
 
 
 def _commit(conn: Connection, spec: SyncSpec, run_id: str, table: str, pks: list[str]) -> None:

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from cdp_assets.reverse_etl.guards import ConsentUnavailable
-from cdp_assets.reverse_etl.runner import RunOptions, run_sync
+from cdp_assets.reverse_etl.runner import RunOptions, SyncModelError, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
 from cdp_assets_tests.reverse_etl.helpers import previews, set_consent
 
@@ -83,3 +83,23 @@ def test_a_marketing_sync_without_the_consent_model_refuses_to_run(people: duckd
     # An operational sync does not need it.
     operational = spec(purpose="operational", consent_channel=None)
     assert run_sync(people, operational, None, RunOptions(dry_run=True), "d2").status == "dry_run"
+
+
+def test_a_mapped_column_missing_from_the_model_fails_before_planning_with_what_is_missing(
+    people: duckdb.DuckDBPyConnection,
+) -> None:
+    mapped = spec(fields={"email": "email", "plan": "plan"})
+    people.execute("ALTER TABLE sync.people DROP COLUMN profile_id")
+    with pytest.raises(SyncModelError) as raised:
+        run_sync(people, mapped, None, RunOptions(dry_run=True), "d1")
+    assert str(raised.value) == (
+        "sync 'people': its model sync_people (sync.people) has no column plan (from meta.sync.fields), "
+        "profile_id (from meta.sync.profile_column); the model has email, id. Nothing was planned or sent: "
+        "put the column back in the model or change the spec, then build the model again."
+    )
+    assert people.execute("SELECT count(*) FROM reverse_etl.sync_previews").fetchone() == (0,)
+    assert people.execute("SELECT count(*) FROM reverse_etl.snapshots").fetchone() == (0,)
+
+    people.execute("DROP TABLE sync.people")
+    with pytest.raises(SyncModelError, match=r"sync 'people': cannot read its model sync_people \(sync.people\)"):
+        run_sync(people, mapped, None, RunOptions(dry_run=True), "d2")
