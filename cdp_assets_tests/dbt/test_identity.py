@@ -164,12 +164,19 @@ def _junk() -> list[Record]:
 
 
 def _hub() -> list[Record]:
-    # a shared kiosk user id seen with 101 devices, each device also its own person's
+    # a shared kiosk device that 101 people logged in on, each also on their own device
     records = []
     for i in range(MAX_LINKS + 1):
-        device = scrambled("hub-a", i)
-        records += [track("hub-kiosk", device, 1), identify(scrambled("hub-u", i), device, 2)]
+        user = scrambled("hub-u", i)
+        records += [track(user, "hub-kiosk", 1), identify(user, scrambled("hub-a", i), 2)]
     return records
+
+
+def _many_devices() -> list[Record]:
+    # one loyal user seen on 101 devices: their own, so not a hub (links to anonymous ids are uncapped)
+    return [identify("md-user", "md-anon-0", 1, email="many.devices@acme.io")] + [
+        track("md-user", scrambled("md-a", i), 2) for i in range(MAX_LINKS + 1)
+    ]
 
 
 def _crm() -> list[Record]:
@@ -199,6 +206,7 @@ GRAPHS: dict[str, list[Record]] = {
     "email_variants": _email_variants(),
     "junk": _junk(),
     "hub": _hub(),
+    "many_devices": _many_devices(),
     "crm": _crm(),
     "lone": _lone(),
     "merge_later": _merge_later(),
@@ -240,8 +248,14 @@ def valid_ids(record: Record) -> list[Identifier]:
     return ids
 
 
+def link_cap(identifier_type: str, linked_type: str) -> int | None:
+    """The hub guard's cap for a pair of types (dbt_project.yml identity_link_caps): none on links to
+    anonymous ids, a person's own devices; MAX_LINKS otherwise."""
+    return None if linked_type == "anonymous_id" else MAX_LINKS
+
+
 def quarantined(records: list[Record]) -> set[Identifier]:
-    """The hub guard: an identifier linked to more than MAX_LINKS distinct identifiers of one type."""
+    """The hub guard: an identifier linked to more distinct identifiers of one type than that pair's cap."""
     links: dict[tuple[Identifier, str], set[Identifier]] = defaultdict(set)
     for record in records:
         ids = valid_ids(record)
@@ -249,7 +263,11 @@ def quarantined(records: list[Record]) -> set[Identifier]:
             for b in ids:
                 if a != b:
                     links[(a, b[0])].add(b)
-    return {identifier for (identifier, _), linked in links.items() if len(linked) > MAX_LINKS}
+    return {
+        identifier
+        for (identifier, linked_type), linked in links.items()
+        if (cap := link_cap(identifier[0], linked_type)) is not None and len(linked) > cap
+    }
 
 
 def expected_partition(records: list[Record]) -> set[frozenset[Identifier]]:
@@ -483,10 +501,19 @@ def test_hub_is_quarantined_and_not_stitched(built: Built) -> None:
     quarantine = rows(built.warehouse, "select * from identity.identity_quarantine")
     assert [
         (q["identifier_type"], q["identifier"], q["linked_identifier_type"], q["linked_count"]) for q in quarantine
-    ] == [("user_id", "hub-kiosk", "anonymous_id", MAX_LINKS + 1)]
-    assert ("user_id", "hub-kiosk") not in built.first
+    ] == [("anonymous_id", "hub-kiosk", "user_id", MAX_LINKS + 1)]
+    assert ("anonymous_id", "hub-kiosk") not in built.first
+    assert len({built.first[("user_id", scrambled("hub-u", i))] for i in range(MAX_LINKS + 1)}) == MAX_LINKS + 1
     # the star just under the limit is stitched
     assert len({built.first[("anonymous_id", scrambled("st-a", i))] for i in range(30)}) == 1
+
+
+def test_a_user_with_many_devices_is_not_a_hub(built: Built) -> None:
+    # 101 anonymous ids are one person's browsers and phones: the user id keeps its profile and every
+    # device joins it (one cap for every pair quarantined the user id, and its opt-outs with it)
+    person = built.first[("user_id", "md-user")]
+    assert built.first[("email", "many.devices@acme.io")] == person
+    assert {built.first[("anonymous_id", scrambled("md-a", i))] for i in range(MAX_LINKS + 1)} == {person}
 
 
 def test_lone_visitor_has_a_profile(built: Built) -> None:

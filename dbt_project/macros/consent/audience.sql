@@ -6,7 +6,8 @@
     `meta.audience` (see models/audiences/_audiences.yml). The macro adds what a sync needs to
     address the person, and keeps only people eligible on the audience's consent channel: an
     audience is marketing, so an opted-out, suppressed or (on an opt-in channel) unknown person is
-    never a member, whatever the definition says.
+    never a member, whatever the definition says; nor is a person whose address (the one sent) has
+    an opt-out in effect on it (consent_contact_points).
 -#}
 {% macro audience_select(members, audience) -%}
 select
@@ -25,7 +26,12 @@ inner join {{ ref('customer_profiles') }} as profiles
 inner join {{ ref('consent_status') }} as consent
     on consent.profile_id = {{ members }}.profile_id
     and consent.channel = '{{ audience.channel }}'
+-- the address sent must itself be eligible (reference §4.3 rule 1: consent is per contact point)
+inner join {{ ref('consent_contact_points') }} as contact_point
+    on contact_point.email = profiles.primary_email
+    and contact_point.channel = '{{ audience.channel }}'
 where consent.eligible
+    and contact_point.eligible
     -- an address to reach, and an id to address the person by
     and profiles.primary_email is not null
     and profiles.customerio_identifier is not null

@@ -74,3 +74,48 @@
     {{ given.get(name, 'cast(null as ' ~ dbt.type_string() ~ ')') }} as {{ name }}{{ ',' if not loop.last }}
 {%- endfor %}
 {%- endmacro %}
+
+{#-
+    Consent precedence (reference §4.3), shared by consent_status (per profile) and
+    consent_contact_points (per email address), so the two cannot disagree on the rules.
+    consent_summary_columns(): aggregates over a group of signals (kind, is_explicit, occurred_at),
+    the latest moment of each kind (1/0 flags rather than booleans: every warehouse can take the max
+    of a number). consent_status_case(): the status from those columns.
+-#}
+{% macro consent_summary_columns() -%}
+        max(case when kind = 'erasure' then 1 else 0 end) as has_erasure,
+        max(case when kind = 'suppression' and occurred_at is null then 1 else 0 end) as has_undated_suppression,
+        max(case when kind = 'suppression' then occurred_at end) as last_suppression_at,
+        max(case when kind = 'unsuppress' and is_explicit then occurred_at end) as last_unsuppress_at,
+        max(case when kind = 'opt_out' and occurred_at is null then 1 else 0 end) as has_undated_opt_out,
+        max(case when kind = 'opt_out' then occurred_at end) as last_opt_out_at,
+        max(case when kind = 'opt_in' and is_explicit then occurred_at end) as last_explicit_opt_in_at
+{%- endmacro %}
+
+{% macro consent_status_case() -%}
+        case
+            when has_erasure = 1
+                then 'erased'
+            when has_undated_suppression = 1
+                or (
+                    last_suppression_at is not null
+                    and (last_unsuppress_at is null or last_unsuppress_at <= last_suppression_at)
+                )
+                then 'suppressed'
+            when has_undated_opt_out = 1
+                or (
+                    last_opt_out_at is not null
+                    and (last_explicit_opt_in_at is null or last_explicit_opt_in_at <= last_opt_out_at)
+                )
+                then 'opted_out'
+            when last_explicit_opt_in_at is not null
+                then 'opted_in'
+            else 'unknown'
+        end
+{%- endmacro %}
+
+{#- consent_restrictive_kinds(): the kinds of signal that take consent away. Fail closed: these reach
+    every contact point they can be linked to, while opt-ins reach only the ones they name. -#}
+{% macro consent_restrictive_kinds() -%}
+    ('opt_out', 'suppression', 'erasure')
+{%- endmacro %}

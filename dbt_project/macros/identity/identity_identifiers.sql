@@ -85,3 +85,28 @@
 {% macro identity_profile_id(type_expression, identifier_expression) -%}
     {{ dbt.hash(type_expression ~ " || ':' || " ~ identifier_expression) }}
 {%- endmacro %}
+
+{#-
+    identity_link_cap(type_column, linked_type_column): a SQL expression, the hub guard's cap for an
+    identifier of one type linked to identifiers of another: the most links it may have before it is
+    quarantined, or null for no cap. From var('identity_link_caps') ({identifier type or '*':
+    {linked type: cap or null}}; an exact type before '*'), else var('identity_max_links_per_type').
+-#}
+{% macro identity_link_cap(type_column, linked_type_column) -%}
+    {%- set caps = var('identity_link_caps', {}) or {} -%}
+    {%- set default = var('identity_max_links_per_type') | int -%}
+    case
+        {%- for identifier_type, by_linked in caps.items() if identifier_type != '*' %}
+        {%- for linked_type, cap in by_linked.items() %}
+        when {{ type_column }} = {{ identity_sql_string(identifier_type) }}
+            and {{ linked_type_column }} = {{ identity_sql_string(linked_type) }}
+            then {{ 'cast(null as ' ~ dbt.type_int() ~ ')' if cap is none else cap | int }}
+        {%- endfor %}
+        {%- endfor %}
+        {%- for linked_type, cap in caps.get('*', {}).items() %}
+        when {{ linked_type_column }} = {{ identity_sql_string(linked_type) }}
+            then {{ 'cast(null as ' ~ dbt.type_int() ~ ')' if cap is none else cap | int }}
+        {%- endfor %}
+        else {{ default }}
+    end
+{%- endmacro %}

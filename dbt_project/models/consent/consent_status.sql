@@ -34,43 +34,20 @@ channels as (
 
 ),
 
--- Each signal once per profile it reaches: a signal naming two identifiers of one profile counts
--- once; one naming identifiers of two profiles counts for both. A signal for `all` channels (an
--- erasure request) counts on each.
+-- Each signal once per profile and channel it reaches, including the opt-outs of quarantined
+-- identifiers (fail closed: see consent_profile_signals).
 profile_signals as (
 
-    select distinct
-        graph.profile_id,
-        channels.channel,
-        events.consent_event_id,
-        events.source,
-        events.kind,
-        events.is_explicit,
-        events.occurred_at,
-        events.reason
-    from {{ ref('consent_events') }} as events
-    inner join {{ ref('identity_graph') }} as graph
-        on graph.identifier_type = events.identifier_type
-        and graph.identifier = events.identifier
-    inner join channels
-        on events.channel = channels.channel or events.channel = 'all'
+    select * from {{ ref('consent_profile_signals') }}
 
 ),
 
--- The latest moment of each kind of signal (1/0 flags rather than booleans: every warehouse can
--- take the max of a number).
 summary as (
 
     select
         profile_id,
         channel,
-        max(case when kind = 'erasure' then 1 else 0 end) as has_erasure,
-        max(case when kind = 'suppression' and occurred_at is null then 1 else 0 end) as has_undated_suppression,
-        max(case when kind = 'suppression' then occurred_at end) as last_suppression_at,
-        max(case when kind = 'unsuppress' and is_explicit then occurred_at end) as last_unsuppress_at,
-        max(case when kind = 'opt_out' and occurred_at is null then 1 else 0 end) as has_undated_opt_out,
-        max(case when kind = 'opt_out' then occurred_at end) as last_opt_out_at,
-        max(case when kind = 'opt_in' and is_explicit then occurred_at end) as last_explicit_opt_in_at
+        {{ consent_summary_columns() }}
     from profile_signals
     group by profile_id, channel
 
@@ -81,25 +58,7 @@ decided as (
     select
         profile_id,
         channel,
-        case
-            when has_erasure = 1
-                then 'erased'
-            when has_undated_suppression = 1
-                or (
-                    last_suppression_at is not null
-                    and (last_unsuppress_at is null or last_unsuppress_at <= last_suppression_at)
-                )
-                then 'suppressed'
-            when has_undated_opt_out = 1
-                or (
-                    last_opt_out_at is not null
-                    and (last_explicit_opt_in_at is null or last_explicit_opt_in_at <= last_opt_out_at)
-                )
-                then 'opted_out'
-            when last_explicit_opt_in_at is not null
-                then 'opted_in'
-            else 'unknown'
-        end as status
+        {{ consent_status_case() }} as status
     from summary
 
 ),

@@ -170,6 +170,22 @@ consent as (
 
 ),
 
+-- Consent of the primary email address itself (consent_contact_points, reference §4.3 rule 1): the
+-- profile can be opted in through an opt-in on another of its addresses while this one still has an
+-- opt-out in effect. Email goes to the primary address, so email_eligible needs both.
+primary_email_consent as (
+
+    select
+        primary_email.profile_id,
+        contact_points.status,
+        contact_points.eligible
+    from primary_email
+    inner join {{ ref('consent_contact_points') }} as contact_points
+        on contact_points.email = primary_email.email
+        and contact_points.channel = 'email'
+
+),
+
 assembled as (
 
     select
@@ -231,8 +247,15 @@ assembled as (
 
         {%- for channel in channels %},
         coalesce(consent.{{ channel }}_consent_status, 'unknown') as {{ channel }}_consent_status,
+        {%- if channel == 'email' %}
+        -- the person and the address we would send to: fail closed (false) without a row for it
+        coalesce(consent.email_eligible, false)
+            and (primary_email.email is null or coalesce(primary_email_consent.eligible, false)) as email_eligible
+        {%- else %}
         coalesce(consent.{{ channel }}_eligible, false) as {{ channel }}_eligible
-        {%- endfor %}
+        {%- endif %}
+        {%- endfor %},
+        primary_email_consent.status as primary_email_consent_status
     from profiles
     left join primary_email on primary_email.profile_id = profiles.profile_id
     left join users on users.profile_id = profiles.profile_id
@@ -244,6 +267,7 @@ assembled as (
     left join customerio on customerio.profile_id = profiles.profile_id
     left join milestones on milestones.profile_id = profiles.profile_id
     left join consent on consent.profile_id = profiles.profile_id
+    left join primary_email_consent on primary_email_consent.profile_id = profiles.profile_id
 
 )
 

@@ -24,6 +24,12 @@ select
     -- Customer.io's own `created_at` convention: Unix seconds of when the person became known
     {{ epoch_seconds('coalesce(profiles.signed_up_at, profiles.first_seen_at)') }} as created_at
 from {{ ref('customer_profiles') }} as profiles
+-- Re-asserted on the address sent (reference §4.3 rules 1, 3, 8), not only through email_eligible:
+-- an address with an opt-out in effect never goes out, whatever the profile's other addresses say.
+inner join {{ ref('consent_contact_points') }} as contact_point
+    on contact_point.email = profiles.primary_email
+    and contact_point.channel = 'email'
+    and contact_point.eligible
 where profiles.email_eligible
     and profiles.primary_email is not null
     and profiles.customerio_identifier is not null

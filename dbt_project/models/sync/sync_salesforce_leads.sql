@@ -11,7 +11,12 @@ select
     -- Salesforce's picklist has no `visitor`: a person with a lead is a lead at least
     case when profiles.lifecycle_stage = 'visitor' then 'lead' else profiles.lifecycle_stage end as lifecycle_stage,
     profiles.signed_up_at,
-    case when consent.status in ('opted_out', 'suppressed', 'erased') then true end as has_opted_out_of_email
+    -- the person's opt-out, or one in effect on the lead's own address (consent is per contact point)
+    case
+        when consent.status in ('opted_out', 'suppressed', 'erased')
+            or contact_point.status in ('opted_out', 'suppressed', 'erased')
+            then true
+    end as has_opted_out_of_email
 from {{ ref('stg_salesforce__leads') }} as leads
 inner join {{ ref('identity_graph') }} as graph
     on graph.identifier_type = 'salesforce_lead_id'
@@ -21,4 +26,7 @@ inner join {{ ref('customer_profiles') }} as profiles
 left join {{ ref('consent_status') }} as consent
     on consent.profile_id = profiles.profile_id
     and consent.channel = 'email'
+left join {{ ref('consent_contact_points') }} as contact_point
+    on contact_point.email = leads.email
+    and contact_point.channel = 'email'
 where not leads.is_converted
