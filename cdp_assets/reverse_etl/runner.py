@@ -125,8 +125,20 @@ def _previous_for_preview(spec: SyncSpec, previous: dict[str, Any] | None) -> An
     return mapped_values(spec, previous, keep_nulls=True)
 
 
-def _really_changed(row: _Row) -> bool:
-    return row.previous is None or row.payload != row.previous
+def _sent_values(spec: SyncSpec, payload: dict[str, Any] | None) -> dict[str, Any]:
+    """The part of a payload that reaches the destination: a null is not sent unless send_nulls (an
+    audience never sends one), so it cannot change anything there."""
+    if spec.kind == "sync" and spec.send_nulls:
+        # A key the previous payload lacks (a newly mapped column) differs from a null: sending the
+        # null would blank a value the destination may hold.
+        return dict(payload or {})
+    return {column: value for column, value in (payload or {}).items() if value is not None}
+
+
+def _really_changed(spec: SyncSpec, row: _Row) -> bool:
+    """Whether sending the row changes what the destination holds: its hash also moves when a newly
+    mapped column is all null, or on a full resync, where the message sent is the same as before."""
+    return row.previous is None or _sent_values(spec, row.payload) != _sent_values(spec, row.previous)
 
 
 def run_sync(
@@ -156,7 +168,7 @@ def run_sync(
         invalid=len(invalid),
         skipped_consent=len(skipped),
     )
-    touched = sum(1 for r in to_send if r.op == "remove" or (r.op == "change" and _really_changed(r)))
+    touched = sum(1 for r in to_send if r.op == "remove" or (r.op == "change" and _really_changed(spec, r)))
     check = ChangeCheck(touched, plan.destination_rows, spec.max_change_share)
     summary = (
         f"{plan.adds} to add, {plan.changes} to change, {result.planned_removes} to remove, "

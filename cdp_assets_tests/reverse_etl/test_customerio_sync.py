@@ -406,3 +406,30 @@ def test_a_message_the_client_cannot_encode_fails_alone_and_is_not_counted_as_se
     assert "Out of range float values are not JSON compliant" in (report.outcomes["u1"].error or "")
     assert batch_operations(cio_app) == [identify("u2", mrr=1.0)]
     assert cio_app.person("u1") is None
+
+
+def test_a_newly_mapped_column_that_is_all_null_is_no_large_change(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    load_people(warehouse, PEOPLE)
+    assert run(warehouse, people_spec(), cio_config, "r1").accepted == 5
+    warehouse.execute("ALTER TABLE sync.sync_customerio_people ADD COLUMN country VARCHAR")
+    fields = {**PEOPLE_META["sync"]["fields"], "country": "country"}
+
+    # Every hash moves, but nulls are not sent: the messages are the ones the destination already has.
+    seen = len(cio_app.requests())
+    result = run(warehouse, people_spec(fields=fields), cio_config, "r2")
+    assert (result.status, result.planned_changes, result.accepted) == ("success", 5, 5)
+    assert all("country" not in op["attributes"] for op in batch_operations(cio_app, seen))
+
+    # With send_nulls the nulls would go out and blank whatever the destination holds: that is a change.
+    warehouse.execute("ALTER TABLE sync.sync_customerio_people ADD COLUMN region VARCHAR")
+    blanking = people_spec(fields={**fields, "region": "region"}, send_nulls=True)
+    seen = len(cio_app.requests())
+    blocked = run(warehouse, blanking, cio_config, "r3")
+    assert (blocked.status, blocked.planned_changes, blocked.api_calls) == ("blocked_large_change", 5, 0)
+    assert writes(cio_app, seen) == []
+
+    # And values in the new column are a change too (control).
+    warehouse.execute("UPDATE sync.sync_customerio_people SET country = 'FR'")
+    assert run(warehouse, people_spec(fields=fields), cio_config, "r4").status == "blocked_large_change"
