@@ -57,6 +57,11 @@ def run(
         destination.close()
 
 
+def identify(pk: str) -> dict[str, Any]:
+    """The identify that precedes a manual-segment add (the member's id and email)."""
+    return {"type": "person", "action": "identify", "identifiers": {"id": pk}, "attributes": {"email": f"{pk}@x.com"}}
+
+
 @pytest.fixture
 def people(cio_app: CustomerIOSandbox) -> list[str]:
     for pk in ("m1", "m2", "m3"):
@@ -116,8 +121,12 @@ def test_segment_audience_adds_and_removes_members(
     load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com")])
     seen = len(cio_app.requests())
     first = run(warehouse, spec, cio_config, "r1")
-    assert (first.status, first.accepted, first.api_calls) == ("success", 2, 1)
-    assert writes(cio_app, seen) == [("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m1", "m2"]})]
+    assert (first.status, first.accepted, first.api_calls) == ("success", 2, 2)
+    # Identified first (add_customers ignores unknown ids), then added.
+    assert writes(cio_app, seen) == [
+        ("POST", "/api/v2/batch", {"batch": [identify("m1"), identify("m2")]}),
+        ("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m1", "m2"]}),
+    ]
     assert {p.id for p in cio_app.segment_members(SEGMENT)} - before == {"m1", "m2"}
 
     # p1 leaves; p2 is now addressed as m3 (say, after a merge in Customer.io).
@@ -128,6 +137,7 @@ def test_segment_audience_adds_and_removes_members(
     # Removals first (p1's m1, and p2's old identifier m2), then the addition: p2 is never left out.
     assert writes(cio_app, seen) == [
         ("POST", f"/api/v1/segments/{SEGMENT}/remove_customers", {"ids": ["m2", "m1"]}),
+        ("POST", "/api/v2/batch", {"batch": [identify("m3")]}),
         ("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m3"]}),
     ]
     assert {p.id for p in cio_app.segment_members(SEGMENT)} - before == {"m3"}
@@ -135,7 +145,10 @@ def test_segment_audience_adds_and_removes_members(
     # Full resync: only add_customers, never a remove and re-add.
     seen = len(cio_app.requests())
     run(warehouse, spec, cio_config, "r3", full_resync=True)
-    assert writes(cio_app, seen) == [("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m3"]})]
+    assert writes(cio_app, seen) == [
+        ("POST", "/api/v2/batch", {"batch": [identify("m3")]}),
+        ("POST", f"/api/v1/segments/{SEGMENT}/add_customers", {"ids": ["m3"]}),
+    ]
 
 
 def test_an_audience_refuses_a_member_without_consent_but_still_removes(
@@ -181,3 +194,18 @@ def test_a_member_whose_key_is_duplicated_stays_in_the_audience(
     assert warehouse.execute(
         "SELECT run_id FROM reverse_etl.snapshots WHERE sync = 'audience_quote' AND pk = 'p2'"
     ).fetchall() == [("r1",)]
+
+
+def test_a_segment_member_customerio_does_not_know_yet_is_created_then_added(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    # add_customers ignores an unknown id without an error: the add used to be recorded accepted and
+    # committed, so the member was never added, even once Customer.io knew them.
+    spec = audience_spec({"type": "manual_segment", "segment_id": SEGMENT})
+    assert cio_app.person("newbie") is None
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "newbie", "newbie@x.com")])
+    result = run(warehouse, spec, cio_config, "r1")
+    assert (result.status, result.accepted) == ("success", 2)
+    assert cio_app.person("newbie").attributes["email"] == "newbie@x.com"
+    assert {"m1", "newbie"} <= {p.id for p in cio_app.segment_members(SEGMENT)}
+    assert row_results(warehouse, "r1")["p2"] == ("add", "accepted", None)

@@ -14,7 +14,8 @@ What each kind of row becomes (`render`):
   (with the email, so a new person is reachable); removes an update-only identify setting it to false,
   so leaving an audience never creates anyone;
 - audiences, manual segment: `POST /api/v1/segments/{id}/add_customers|remove_customers`, 1,000 ids a
-  call.
+  call; an add first identifies the member (batch, with the email) because add_customers ignores an
+  id Customer.io does not know yet, without an error.
 
 A change that moved a member to another identifier first takes the old one out. Calls run removals
 first, then additions, so such a move never leaves the person out.
@@ -108,19 +109,22 @@ def _render_audience(
     if op in ("add", "change"):
         if new_id is None:
             raise ValueError(f"audience {spec.name}: a member without {spec.identifier}")
-        if membership.type == "attribute":
-            attributes: dict[str, Any] = {membership.attribute or "": True}
-            email = (payload or {}).get(spec.email_column or "")
-            if email is not None:
-                attributes["email"] = email
-            operation = {
-                "type": "person",
-                "action": "identify",
-                "identifiers": {"id": str(new_id)},
-                "attributes": attributes,
-            }
-            calls.append({"call": "batch", "operation": operation})
-        else:
+        attributes: dict[str, Any] = {membership.attribute or "": True} if membership.type == "attribute" else {}
+        email = (payload or {}).get(spec.email_column or "")
+        if email is not None:
+            attributes["email"] = email
+        operation = {
+            "type": "person",
+            "action": "identify",
+            "identifiers": {"id": str(new_id)},
+            "attributes": attributes,
+        }
+        calls.append({"call": "batch", "operation": operation})
+        if membership.type == "manual_segment":
+            # add_customers silently ignores an id Customer.io does not know (200, nothing added), so
+            # the member is identified first (the batch runs before segment adds, see CALL_ORDER), as
+            # the attribute membership does: otherwise the add would be recorded accepted, committed,
+            # and never sent again.
             calls.append({"call": "segment_add", "segment_id": membership.segment_id, "id": str(new_id)})
     return calls
 
