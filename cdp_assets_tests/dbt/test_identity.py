@@ -598,3 +598,42 @@ def test_generated_sql_is_snowflake_sql(built: Built) -> None:
     assert len(runtime) >= 8, len(runtime)
     for sql in statements + runtime:
         sqlglot.parse_one(sql, read="snowflake")
+
+
+def test_a_repeated_merge_and_split_are_each_logged(tmp_path: Path) -> None:
+    """The merge log keys a change on the snapshot it was seen against, not on the pair of ids alone.
+
+    A Customer.io person links two users' profiles; deleting it splits them, restoring it merges them
+    again, deleting it again splits them again: three changes, three rows. A run that stops after
+    identity_merges (identity_graph_previous not rebuilt) and runs again logs nothing new.
+    """
+    warehouse = tmp_path / "warehouse.duckdb"
+    records = [identify("rp-user-1", "rp-anon-1", 1, email="rp.one@acme.io"), identify("rp-user-2", "rp-anon-2", 2)]
+    load_event_records(warehouse, tmp_path / "landing", records, at(48))
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema raw_customerio")
+        con.execute(
+            "create table raw_customerio.customers (id varchar, cio_id varchar, email varchar, _deleted boolean)"
+        )
+        con.execute("insert into raw_customerio.customers values ('rp-user-2', 'cio_rp', 'rp.one@acme.io', false)")
+
+    def rebuild(deleted: bool) -> None:
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute("update raw_customerio.customers set _deleted = ?", [deleted])
+        build(tmp_path, warehouse)
+
+    rebuild(False)  # one profile; the first run logs nothing
+    one = graph(warehouse)[("user_id", "rp-user-1")]
+    rebuild(True)  # split
+    two = graph(warehouse)[("user_id", "rp-user-2")]
+    assert one != two
+    rebuild(False)  # merged again
+    rebuild(True)  # split again
+    result = dbt(tmp_path, warehouse, "run", "--select", "identity_merges")  # the same comparison again
+    assert result.returncode == 0, f"dbt run failed:\n{result.stdout}\n{result.stderr}"
+    logged = rows(warehouse, "select * from identity.identity_merges order by merged_at")
+    assert [(m["previous_profile_id"], m["profile_id"], m["reason"]) for m in logged] == [
+        (one, two, "split"),
+        (two, one, "merged"),
+        (one, two, "split"),
+    ]
