@@ -124,7 +124,8 @@ def _write_raw_saas(path: Path) -> None:
             "unsubscribed boolean, customer_id varchar, email varchar)"
         )
         con.execute(
-            "insert into raw_customerio.unsubscribes values ('act_two', 'cio_two', ?, true, 'two-u', 'two.old@acme.io')",
+            "insert into raw_customerio.unsubscribes values "
+            "('act_two', 'cio_two', ?, true, 'two-u', 'two.old@acme.io')",
             [_unix(1)],
         )
         con.execute("create schema raw_salesforce")
@@ -183,7 +184,8 @@ def test_a_users_own_devices_do_not_quarantine_them(built: Path) -> None:
     quarantined = _rows(built, "select identifier_type, identifier from identity.identity_quarantine")
     assert ("user_id", "loyal-u") not in {(q["identifier_type"], q["identifier"]) for q in quarantined}
     (profile,) = _rows(
-        built, "select profile_id from identity.identity_graph where identifier_type = 'user_id' and identifier = 'loyal-u'"
+        built,
+        "select profile_id from identity.identity_graph where identifier_type = 'user_id' and identifier = 'loyal-u'",
     )
     devices = _rows(
         built,
@@ -196,7 +198,9 @@ def test_a_users_own_devices_do_not_quarantine_them(built: Path) -> None:
 def test_a_heavy_users_opt_out_is_honoured_everywhere(built: Path) -> None:
     assert "loyal@acme.io" not in synced_emails(built)
     assert contact_point(built, "loyal@acme.io")["status"] == "opted_out"
-    suppressions = _rows(built, "select id, action from sync.sync_customerio_suppressions where email = 'loyal@acme.io'")
+    suppressions = _rows(
+        built, "select id, action from sync.sync_customerio_suppressions where email = 'loyal@acme.io'"
+    )
     assert suppressions == [{"id": "loyal-u", "action": "unsubscribe"}]
     lead = _rows(built, "select has_opted_out_of_email from sync.sync_salesforce_leads where id = '00QLOY'")
     assert lead == [{"has_opted_out_of_email": True}]
