@@ -87,7 +87,13 @@ billing_totals as (
     select
         account_id,
         count(distinct stripe_customer_id) as stripe_customer_count,
+        -- never a sum across currencies (see profile_billing): the account's MRR is one currency's
+        -- total, or unknown (null, 'MIXED') when its people pay in several
         sum(mrr) as mrr,
+        max(case when mrr_currency = 'MIXED' then 1 else 0 end) = 1
+            or count(distinct case when mrr > 0 then mrr_currency end) > 1 as has_mixed_currencies,
+        max(case when mrr > 0 then mrr_currency end) as only_currency,
+        max(case when is_paying then 1 else 0 end) = 1 as is_paying,
         min(paying_since) as paying_since
     from people_billing
     group by account_id
@@ -105,7 +111,7 @@ leading_billing as (
     from people_billing
     qualify row_number() over (
         partition by account_id
-        order by status_rank, mrr desc, stripe_customer_id
+        order by status_rank, mrr desc nulls last, stripe_customer_id
     ) = 1
 
 ),
@@ -138,8 +144,9 @@ select
     coalesce(billing_totals.stripe_customer_count, 0) as stripe_customer_count,
     coalesce(leading_billing.stripe_status, 'none') as stripe_status,
     leading_billing.plan as stripe_plan,
-    coalesce(billing_totals.mrr, 0) as mrr,
-    coalesce(billing_totals.mrr, 0) > 0 as is_paying,
+    case when billing_totals.has_mixed_currencies then null else coalesce(billing_totals.mrr, 0) end as mrr,
+    case when billing_totals.has_mixed_currencies then 'MIXED' else billing_totals.only_currency end as mrr_currency,
+    coalesce(billing_totals.is_paying, false) as is_paying,
     billing_totals.paying_since,
     accounts.created_at,
     accounts.system_modified_at

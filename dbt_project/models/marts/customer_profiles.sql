@@ -218,7 +218,10 @@ assembled as (
         -- Stripe
         billing.stripe_customer_id,
         coalesce(billing.plan, contacts.plan) as plan,
-        coalesce(billing.mrr, 0) as mrr,
+        -- null when the person pays in several currencies (profile_billing never sums across them)
+        case when billing.mrr_currency = 'MIXED' then null else coalesce(billing.mrr, 0) end as mrr,
+        billing.mrr_currency,
+        billing.mrr_by_currency,
         billing.subscription_status,
         coalesce(billing.is_paying, false) as is_paying,
 
