@@ -136,6 +136,8 @@ def _email_variants() -> list[Record]:
         sf_lead("00Qev0000000001", "ev.person@acme.io  ", hours=2),
         stripe("cus_ev", "EV.PERSON@ACME.IO", hours=3),
         customerio("ev.Person@acme.io", "cio_ev", "\tev.person@Acme.io\r\n", hours=4),
+        # pasted from a web page: a no-break space and a zero-width space around it
+        identify("ev-user", None, 5, email="\u200bev.person@acme.io\u00a0"),
         # a different person whose email differs only past the '@'
         identify("ev-other", None, 1, email="ev.person@acme.co"),
     ]
@@ -159,6 +161,13 @@ def _junk() -> list[Record]:
         identify("jk-u10", None, 1, email="anna+ruddertest@gmail.com"),
         identify("jk-u11", None, 1, email="bob.ops@rudderstack.com"),
         identify("jk-u12", None, 1, email="bob.ops@rudderstack.com"),
+        # a subdomain of a test domain is a test address too; notexample.com is not example.com
+        identify("jk-u13", None, 1, email="qa@sub.example.com"),
+        identify("jk-u14", None, 1, email="QA@Sub.Example.com"),
+        identify("jk-u15", None, 1, email="qa@notexample.com"),
+        # a no-break space inside an address is no address
+        identify("jk-u16", None, 1, email="qa\u00a0person@acme.io"),
+        identify("jk-u17", None, 1, email="qa\u00a0person@acme.io"),
     ]
     return records
 
@@ -222,7 +231,7 @@ LATER = [
 
 def normalise(identifier_type: str, raw: str) -> str | None:
     # surrounding blanks, tabs and line breaks, as the staging macros clean_string / normalize_email trim
-    value = raw.strip(" \t\n\v\f\r")
+    value = raw.strip(" \t\n\v\f\r\u00a0\u202f\u200b\ufeff")
     if identifier_type == "email":
         value = value.lower()
     return value or None
@@ -232,9 +241,10 @@ def is_junk(identifier_type: str, value: str) -> bool:
     if value.lower() in JUNK_VALUES or not value.replace("0", "").replace("-", ""):
         return True
     if identifier_type == "email":
-        if not re.fullmatch(r".+@.+", value) or " " in value:
+        if not re.fullmatch(r".+@.+", value) or " " in value or "\u00a0" in value:
             return True
-        if value.rsplit("@", 1)[1] in EXCLUDED_DOMAINS or "+ruddertest@" in value:
+        domain = value.rsplit("@", 1)[1]
+        if any(domain == d or domain.endswith("." + d) for d in EXCLUDED_DOMAINS) or "+ruddertest@" in value:
             return True
     return False
 
@@ -469,7 +479,7 @@ def test_chain_converges_in_log_rounds(built: Built) -> None:
 
 
 def test_email_variants_are_one_identifier(built: Built) -> None:
-    emails = {i for i in built.first if i[0] == "email" and i[1].startswith("ev.person@")}
+    emails = {i for i in built.first if i[0] == "email" and "ev.person@" in i[1]}  # blanks trimmed
     assert emails == {("email", "ev.person@acme.io"), ("email", "ev.person@acme.co")}
     person = built.first[("email", "ev.person@acme.io")]
     assert {i for i, p in built.first.items() if p == person} == {
@@ -494,6 +504,9 @@ def test_junk_values_are_rejected_with_a_reason(built: Built) -> None:
     assert rejected[("email", "bob.ops@rudderstack.com")] == "excluded_email_domain"
     assert rejected[("email", "anna+ruddertest@gmail.com")] == "excluded_email_pattern"
     assert rejected[("email", "not-an-email")] == "invalid_email"
+    assert rejected[("email", "qa@sub.example.com")] == "excluded_email_domain"
+    assert rejected[("email", "qa\u00a0person@acme.io")] == "invalid_email"
+    assert ("email", "qa@notexample.com") not in rejected
     assert not {i for i in built.first if i in rejected}
 
 

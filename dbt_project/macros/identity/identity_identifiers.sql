@@ -37,7 +37,7 @@
       all_zero                only zeros and dashes: 0, 0000, the all-zero UUID
       invalid_email           an email without text on both sides of an '@', or with a blank inside
       excluded_email_domain   an email at one of var('identity_excluded_email_domains') (test and
-                              internal domains)
+                              internal domains) or at a subdomain of one
       excluded_email_pattern  an email matching one of var('identity_excluded_email_patterns') (LIKE
                               patterns, e.g. internal test aliases '%+ruddertest@%')
 -#}
@@ -53,12 +53,20 @@
         {%- endif %}
         when replace(replace({{ value_column }}, '0', ''), '-', '') = '' then 'all_zero'
         when {{ type_column }} = 'email'
-            and ({{ value_column }} not like '%_@_%' or {{ value_column }} like '% %')
+            and (
+                {{ value_column }} not like '%_@_%'
+                or {{ value_column }} like '% %'
+                -- a no-break space inside an address (one around it is trimmed) is no valid address
+                or {{ value_column }} like '%' || chr(160) || '%'
+            )
             then 'invalid_email'
         {%- if domains | length > 0 %}
+        {#- the domain itself and every subdomain of it (test@sub.example.com is as much a test
+            address as test@example.com); '%@%.' keeps notexample.com out -#}
         when {{ type_column }} = 'email' and (
             {%- for domain in domains %}
-            {{ value_column }} like {{ identity_sql_string('%@' ~ (domain | lower)) }}{{ ' or' if not loop.last }}
+            {{ value_column }} like {{ identity_sql_string('%@' ~ (domain | lower)) }}
+            or {{ value_column }} like {{ identity_sql_string('%@%.' ~ (domain | lower)) }}{{ ' or' if not loop.last }}
             {%- endfor %}
         ) then 'excluded_email_domain'
         {%- endif %}
