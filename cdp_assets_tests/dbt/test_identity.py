@@ -113,12 +113,13 @@ def customerio(workspace_id: str, cio_id: str, email: str, hours: float = 0) -> 
 
 
 def _chain() -> list[Record]:
-    # 51 anonymous ids, each linked to the next through a user id; first seen in the middle
+    # 51 anonymous ids, each linked to the next through an email; first seen in the middle. (Through
+    # user ids, every inner device would link two accounts and be quarantined as shared.)
     records = []
     for i in range(50):
-        user, here, there = scrambled("ch-u", i), scrambled("ch-a", i), scrambled("ch-a", i + 1)
+        email, here, there = f"{scrambled('ch-e', i)}@acme.io", scrambled("ch-a", i), scrambled("ch-a", i + 1)
         hours = abs(25 - i) + 1
-        records += [identify(user, here, hours), track(user, there, hours + 0.5)]
+        records += [identify(None, here, hours, email=email), identify(None, there, hours + 0.5, email=email)]
     return records
 
 
@@ -205,8 +206,17 @@ def _lone() -> list[Record]:
 
 
 def _merge_later() -> list[Record]:
-    # two people until the later load shows one device used by both accounts
-    return [identify("mg-user-1", "mg-anon-1", 1), identify("mg-user-2", "mg-anon-2", 2)]
+    # a user, and an anonymous visitor, until the later load shows the visitor log in as that user
+    return [identify("mg-user-1", "mg-anon-1", 1), page("mg-anon-2", 2)]
+
+
+def _shared_device() -> list[Record]:
+    # two accounts logged in on one laptop: two people, the device quarantined (linked to two user ids)
+    return [
+        identify("sd-user-1", "sd-device", 1, email="sd.one@acme.io"),
+        identify("sd-user-2", "sd-device", 2, email="sd.two@acme.io"),
+        page("sd-device", 3),
+    ]
 
 
 GRAPHS: dict[str, list[Record]] = {
@@ -219,9 +229,10 @@ GRAPHS: dict[str, list[Record]] = {
     "crm": _crm(),
     "lone": _lone(),
     "merge_later": _merge_later(),
+    "shared_device": _shared_device(),
 }
 LATER = [
-    identify("mg-user-2", "mg-anon-1", 20),  # merges the two merge_later profiles
+    identify("mg-user-1", "mg-anon-2", 20),  # merges the two merge_later profiles
     identify("new-user", "new-anon", 21),  # an unrelated person
 ]
 
@@ -260,8 +271,9 @@ def valid_ids(record: Record) -> list[Identifier]:
 
 def link_cap(identifier_type: str, linked_type: str) -> int | None:
     """The hub guard's cap for a pair of types (dbt_project.yml identity_link_caps): none on links to
-    anonymous ids, a person's own devices; MAX_LINKS otherwise."""
-    return None if linked_type == "anonymous_id" else MAX_LINKS
+    anonymous ids, a person's own devices; one user id (at most one account per person); MAX_LINKS
+    otherwise."""
+    return {"anonymous_id": None, "user_id": 1}.get(linked_type, MAX_LINKS)
 
 
 def quarantined(records: list[Record]) -> set[Identifier]:
@@ -514,7 +526,7 @@ def test_hub_is_quarantined_and_not_stitched(built: Built) -> None:
     quarantine = rows(built.warehouse, "select * from identity.identity_quarantine")
     assert [
         (q["identifier_type"], q["identifier"], q["linked_identifier_type"], q["linked_count"]) for q in quarantine
-    ] == [("anonymous_id", "hub-kiosk", "user_id", MAX_LINKS + 1)]
+    ] == [("anonymous_id", "hub-kiosk", "user_id", MAX_LINKS + 1), ("anonymous_id", "sd-device", "user_id", 2)]
     assert ("anonymous_id", "hub-kiosk") not in built.first
     assert len({built.first[("user_id", scrambled("hub-u", i))] for i in range(MAX_LINKS + 1)}) == MAX_LINKS + 1
     # the star just under the limit is stitched
@@ -527,6 +539,22 @@ def test_a_user_with_many_devices_is_not_a_hub(built: Built) -> None:
     person = built.first[("user_id", "md-user")]
     assert built.first[("email", "many.devices@acme.io")] == person
     assert {built.first[("anonymous_id", scrambled("md-a", i))] for i in range(MAX_LINKS + 1)} == {person}
+
+
+def test_two_accounts_on_one_device_stay_two_people(built: Built) -> None:
+    # reference §3.4 step 5: at most one user id per person; a device two accounts used merges no one
+    one, two = built.first[("user_id", "sd-user-1")], built.first[("user_id", "sd-user-2")]
+    assert one != two
+    assert built.first[("email", "sd.one@acme.io")] == one and built.first[("email", "sd.two@acme.io")] == two
+    assert ("anonymous_id", "sd-device") not in built.first
+    per_profile = rows(
+        built.warehouse,
+        "select max(n) as most from (select count(*) as n from identity.identity_graph "
+        "where identifier_type = 'user_id' group by profile_id)",
+    )
+    assert per_profile == [{"most": 1}]
+    # the dbt test of the invariant ran in the build and passed
+    assert "identity_one_user_id_per_profile_identity_graph" in built.build_output
 
 
 def test_lone_visitor_has_a_profile(built: Built) -> None:
@@ -561,16 +589,16 @@ def test_new_edges_merge_two_profiles_and_leave_the_rest_alone(
     built: Built, after_later_events: dict[Identifier, str]
 ) -> None:
     first, now = built.first, after_later_events
-    survivor, merged_away = first[("user_id", "mg-user-1")], first[("user_id", "mg-user-2")]
+    survivor, merged_away = first[("user_id", "mg-user-1")], first[("anonymous_id", "mg-anon-2")]
     assert survivor != merged_away
-    assert now[("user_id", "mg-user-2")] == now[("anonymous_id", "mg-anon-2")] == survivor  # the oldest survives
+    assert now[("anonymous_id", "mg-anon-2")] == now[("anonymous_id", "mg-anon-1")] == survivor  # the oldest survives
     assert {i: p for i, p in now.items() if i in first and not i[1].startswith("mg-")} == {
         i: p for i, p in first.items() if not i[1].startswith("mg-")
     }
     assert ("user_id", "new-user") in now
     merges = rows(built.warehouse, "select * from identity.identity_merges")
     assert [(m["previous_profile_id"], m["profile_id"], m["identifiers_moved"], m["reason"]) for m in merges] == [
-        (merged_away, survivor, 2, "merged")
+        (merged_away, survivor, 1, "merged")
     ]
 
 
@@ -616,19 +644,23 @@ def test_generated_sql_is_snowflake_sql(built: Built) -> None:
 def test_a_repeated_merge_and_split_are_each_logged(tmp_path: Path) -> None:
     """The merge log keys a change on the snapshot it was seen against, not on the pair of ids alone.
 
-    A Customer.io person links two users' profiles; deleting it splits them, restoring it merges them
-    again, deleting it again splits them again: three changes, three rows. A run that stops after
-    identity_merges (identity_graph_previous not rebuilt) and runs again logs nothing new.
+    A Customer.io person links a user's profile to a visitor's (who gave another email on a form);
+    deleting it splits them, restoring it merges them again, deleting it again splits them again:
+    three changes, three rows. A run that stops after identity_merges (identity_graph_previous not
+    rebuilt) and runs again logs nothing new.
     """
     warehouse = tmp_path / "warehouse.duckdb"
-    records = [identify("rp-user-1", "rp-anon-1", 1, email="rp.one@acme.io"), identify("rp-user-2", "rp-anon-2", 2)]
+    records = [
+        identify("rp-user-1", "rp-anon-1", 1, email="rp.one@acme.io"),
+        identify(None, "rp-anon-2", 2, email="rp.two@acme.io"),
+    ]
     load_event_records(warehouse, tmp_path / "landing", records, at(48))
     with duckdb.connect(str(warehouse)) as con:
         con.execute("create schema raw_customerio")
         con.execute(
             "create table raw_customerio.customers (id varchar, cio_id varchar, email varchar, _deleted boolean)"
         )
-        con.execute("insert into raw_customerio.customers values ('rp-user-2', 'cio_rp', 'rp.one@acme.io', false)")
+        con.execute("insert into raw_customerio.customers values ('rp-user-1', 'cio_rp', 'rp.two@acme.io', false)")
 
     def rebuild(deleted: bool) -> None:
         with duckdb.connect(str(warehouse)) as con:
@@ -638,7 +670,7 @@ def test_a_repeated_merge_and_split_are_each_logged(tmp_path: Path) -> None:
     rebuild(False)  # one profile; the first run logs nothing
     one = graph(warehouse)[("user_id", "rp-user-1")]
     rebuild(True)  # split
-    two = graph(warehouse)[("user_id", "rp-user-2")]
+    two = graph(warehouse)[("anonymous_id", "rp-anon-2")]
     assert one != two
     rebuild(False)  # merged again
     rebuild(True)  # split again
