@@ -102,6 +102,9 @@ EVENTS: list[dict] = [
     identify("two-u", 0, email="two.old@acme.io"),
     track("two-u", "signed_up", 0),
     track("two-u", "form_submitted", 2, traits={"email": "two.new@acme.io", "email_opt_in": True}),
+    # as two-u, but the old address's opt-out is in Salesforce: Customer.io does not know it yet
+    identify("three-u", 0, email="three.old@acme.io"),
+    track("three-u", "form_submitted", 2, traits={"email": "three.new@acme.io", "email_opt_in": True}),
 ]
 
 
@@ -117,6 +120,7 @@ def _write_raw_saas(path: Path) -> None:
             [
                 ("loyal-u", "cio_loyal", "loyal@acme.io", False, None),
                 ("two-u", "cio_two", "two.old@acme.io", True, _unix(1)),
+                ("three-u", "cio_three", "three.old@acme.io", False, None),
             ],
         )
         con.execute(
@@ -131,11 +135,14 @@ def _write_raw_saas(path: Path) -> None:
         con.execute("create schema raw_salesforce")
         con.execute(
             "create table raw_salesforce.lead (id varchar, is_deleted boolean, email varchar, last_name varchar, "
-            "company varchar, is_converted boolean, created_date timestamptz, last_modified_date timestamptz)"
+            "company varchar, is_converted boolean, created_date timestamptz, last_modified_date timestamptz, "
+            "has_opted_out_of_email boolean)"
         )
         con.execute(
-            "insert into raw_salesforce.lead values ('00QLOY', false, 'loyal@acme.io', 'Loy', 'Acme', false, ?, ?)",
-            [at(0), at(0)],
+            "insert into raw_salesforce.lead values "
+            "('00QLOY', false, 'loyal@acme.io', 'Loy', 'Acme', false, ?, ?, false), "
+            "('00QTHREE', false, 'three.old@acme.io', 'Three', 'Acme', false, ?, ?, true)",
+            [at(0), at(0), at(0), at(1)],
         )
 
 
@@ -263,3 +270,17 @@ def test_the_payload_guard_catches_an_opted_out_address(built: Path, tmp_path: P
         )
         failures = con.execute(query.read_text()).fetchall()
     assert [row[2] for row in failures] == ["contact point two.old@acme.io"]
+
+
+def test_an_address_opted_out_elsewhere_is_unsubscribed_in_customerio(built: Path) -> None:
+    """The profile is opted in (on its new address) and Customer.io has its old, opted-out address:
+    the people feed leaves the person out, so the suppression feed must tell Customer.io (rule 8)."""
+    assert contact_point(built, "three.old@acme.io")["status"] == "opted_out"
+    assert "three.old@acme.io" not in synced_emails(built)
+    rows = _rows(
+        built,
+        "select id, action, consent_status, consent_source from sync.sync_customerio_suppressions where id = 'three-u'",
+    )
+    assert rows == [
+        {"id": "three-u", "action": "unsubscribe", "consent_status": "opted_out", "consent_source": "salesforce"}
+    ]
