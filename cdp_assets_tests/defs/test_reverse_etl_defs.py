@@ -48,7 +48,7 @@ def customerio() -> Iterator[Running]:
 
 
 def _people_table(rows: list[dict[str, Any]]) -> None:
-    """sync.sync_customerio_people with every column its spec maps, and consent_status for its people."""
+    """sync.sync_customerio_people with every column its spec maps, and consent for its people."""
     spec = next(s for s in SPECS if s.name == "customerio_people")
     columns = sorted({spec.primary_key, *(c for c, _ in spec.fields), spec.profile_column or "profile_id"})
     path = get_settings().duckdb_path
@@ -70,6 +70,13 @@ def _people_table(rows: list[dict[str, Any]]) -> None:
                       false AS needs_opt_in, 'test' AS source, NULL::TIMESTAMPTZ AS updated_at,
                       'planted by the test' AS reason, NULL AS decided_by
                FROM (VALUES ('p1', 'opted_in'), ('p2', 'unknown'), ('p3', 'opted_out')) AS t(profile_id, status)"""
+        )
+        # consent per address (the dbt model consent_contact_points): no address has a status of its own here.
+        conn.execute(
+            """CREATE OR REPLACE TABLE consent.consent_contact_points AS
+               SELECT NULL::VARCHAR AS email, profile_id, channel, status, eligible, needs_opt_in, source,
+                      updated_at, reason, decided_by
+               FROM consent.consent_status WHERE false"""
         )
 
 

@@ -28,6 +28,12 @@ def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
                profile_id VARCHAR, channel VARCHAR, status VARCHAR, eligible BOOLEAN, needs_opt_in BOOLEAN,
                source VARCHAR, updated_at TIMESTAMP, reason VARCHAR, decided_by VARCHAR)"""
     )
+    # The columns of the dbt model consent.consent_contact_points (consent per email address).
+    conn.execute(
+        """CREATE TABLE consent.consent_contact_points (
+               email VARCHAR, profile_id VARCHAR, channel VARCHAR, status VARCHAR, eligible BOOLEAN,
+               needs_opt_in BOOLEAN, source VARCHAR, updated_at TIMESTAMP, reason VARCHAR, decided_by VARCHAR)"""
+    )
     yield conn
     conn.close()
 

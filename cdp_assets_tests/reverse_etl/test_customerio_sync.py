@@ -232,6 +232,28 @@ def test_an_opted_out_person_in_a_marketing_feed_is_never_sent(
     assert cio_app.person("u6").attributes["email"] == "optedout@x.com"
 
 
+def test_an_address_opted_out_is_never_sent_whatever_its_profile_says(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    # The profile opted in on another address; this one still has its opt-out in effect.
+    load_people(warehouse, [*PEOPLE[:1], ("u8", "Old@X.com ", "pro", 49.0, "p8")])
+    set_consent(warehouse, "p8", "opted_in")
+    warehouse.execute(
+        "INSERT INTO consent.consent_contact_points (email, profile_id, channel, status, eligible) "
+        "VALUES ('old@x.com', 'p8', 'email', 'opted_out', false)"
+    )
+    result = run(warehouse, spec := people_spec(), cio_config, "r1")
+    assert (result.skipped_consent, result.accepted) == (1, 1)
+    assert cio_app.person("u8") is None
+    assert row_results(warehouse, "r1")["u8"] == (
+        "add",
+        "skipped_consent",
+        "address Old@X.com  is opted_out on email: not eligible",
+    )
+    warehouse.execute("UPDATE consent.consent_contact_points SET status = 'opted_in', eligible = true")
+    assert run(warehouse, spec, cio_config, "r2").accepted == 1
+
+
 def test_update_only_never_creates_and_a_quota_stop_keeps_what_was_accepted(
     warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
 ) -> None:
