@@ -114,6 +114,32 @@
         end
 {%- endmacro %}
 
+{#- consent_decided_by(decided, signals): whether a signal is of the kind that decided the status, for
+    picking the latest such signal as the one that decided (for `unknown`, any signal: what was seen
+    and not counted). -#}
+{% macro consent_decided_by(decided, signals) -%}
+(
+        ({{ decided }}.status = 'erased' and {{ signals }}.kind = 'erasure')
+        or ({{ decided }}.status = 'suppressed' and {{ signals }}.kind = 'suppression')
+        or ({{ decided }}.status = 'opted_out' and {{ signals }}.kind = 'opt_out')
+        or ({{ decided }}.status = 'opted_in' and {{ signals }}.kind = 'opt_in' and {{ signals }}.is_explicit)
+        or {{ decided }}.status = 'unknown'
+    )
+{%- endmacro %}
+
+{#- consent_eligibility_columns(status, channel): status, eligible and needs_opt_in from a decided status
+    (null: no signal) and the channel. Unknown is eligible only on channels that need no opt-in. -#}
+{% macro consent_eligibility_columns(status, channel) -%}
+{%- set opt_in_channels = var('consent_opt_in_channels') -%}
+    coalesce({{ status }}, 'unknown') as status,
+    coalesce({{ status }}, 'unknown') = 'opted_in'
+        or (
+            coalesce({{ status }}, 'unknown') = 'unknown'
+            and {{ channel }} not in {{ sql_list(opt_in_channels) }}
+        ) as eligible,
+    {{ channel }} in {{ sql_list(opt_in_channels) }} as needs_opt_in
+{%- endmacro %}
+
 {#- consent_restrictive_kinds(): the kinds of signal that take consent away. Fail closed: these reach
     every contact point they can be linked to, while opt-ins reach only the ones they name. -#}
 {% macro consent_restrictive_kinds() -%}

@@ -17,7 +17,6 @@
 -- Addresses come from identity_graph and from the signals themselves, so an address with an opt-out
 -- but no profile (quarantined, say) still has its row.
 
-{%- set opt_in_channels = var('consent_opt_in_channels') %}
 
 with
 
@@ -129,11 +128,7 @@ deciding_signal as (
     inner join reaching as signals
         on signals.email = decided.email
         and signals.channel = decided.channel
-    where (decided.status = 'erased' and signals.kind = 'erasure')
-        or (decided.status = 'suppressed' and signals.kind = 'suppression')
-        or (decided.status = 'opted_out' and signals.kind = 'opt_out')
-        or (decided.status = 'opted_in' and signals.kind = 'opt_in' and signals.is_explicit)
-        or decided.status = 'unknown'
+    where {{ consent_decided_by('decided', 'signals') }}
     qualify row_number() over (
         partition by decided.email, decided.channel
         order by signals.occurred_at desc nulls first, signals.consent_event_id
@@ -145,13 +140,7 @@ select
     addresses.email,
     graph_emails.profile_id,
     channels.channel,
-    coalesce(decided.status, 'unknown') as status,
-    coalesce(decided.status, 'unknown') = 'opted_in'
-        or (
-            coalesce(decided.status, 'unknown') = 'unknown'
-            and channels.channel not in {{ sql_list(opt_in_channels) }}
-        ) as eligible,
-    channels.channel in {{ sql_list(opt_in_channels) }} as needs_opt_in,
+    {{ consent_eligibility_columns('decided.status', 'channels.channel') }},
     deciding_signal.source,
     deciding_signal.occurred_at as updated_at,
     deciding_signal.reason,

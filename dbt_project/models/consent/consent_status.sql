@@ -14,7 +14,6 @@
 -- Opt-ins that are not explicit (a mirrored `unsubscribed: false`, a rep clearing a CRM flag) never
 -- make anyone `opted_in` and never reverse an opt-out.
 
-{%- set opt_in_channels = var('consent_opt_in_channels') %}
 
 with
 
@@ -78,11 +77,7 @@ deciding_signal as (
     inner join profile_signals as signals
         on signals.profile_id = decided.profile_id
         and signals.channel = decided.channel
-    where (decided.status = 'erased' and signals.kind = 'erasure')
-        or (decided.status = 'suppressed' and signals.kind = 'suppression')
-        or (decided.status = 'opted_out' and signals.kind = 'opt_out')
-        or (decided.status = 'opted_in' and signals.kind = 'opt_in' and signals.is_explicit)
-        or decided.status = 'unknown'
+    where {{ consent_decided_by('decided', 'signals') }}
     qualify row_number() over (
         partition by decided.profile_id, decided.channel
         order by signals.occurred_at desc nulls first, signals.consent_event_id
@@ -93,13 +88,7 @@ deciding_signal as (
 select
     profiles.profile_id,
     channels.channel,
-    coalesce(decided.status, 'unknown') as status,
-    coalesce(decided.status, 'unknown') = 'opted_in'
-        or (
-            coalesce(decided.status, 'unknown') = 'unknown'
-            and channels.channel not in {{ sql_list(opt_in_channels) }}
-        ) as eligible,
-    channels.channel in {{ sql_list(opt_in_channels) }} as needs_opt_in,
+    {{ consent_eligibility_columns('decided.status', 'channels.channel') }},
     deciding_signal.source,
     deciding_signal.occurred_at as updated_at,
     deciding_signal.reason,
