@@ -15,11 +15,7 @@ sources write them, then one `dbt build` of customer_profiles and account_status
 
 from __future__ import annotations
 
-import gzip
-import json
 import subprocess
-import uuid
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,39 +24,10 @@ import duckdb
 import pytest
 
 from cdp_assets.dbt_cli import run_dbt
-from cdp_assets.event_stream.landing import LocalLandingStore, dump_key
-from cdp_assets.event_stream.loader import load_events
-from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
+from cdp_assets_tests.dbt.people import at, identify, load_lines, query_rows, unix
 
 SOURCE_ID = "2Gbilling00000000000000001"
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 USERS = ["mixed", "trial", "trial_canceled", "after_trial", "invoiced"]
-
-
-def at(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
-def unix(hours: float) -> int:
-    return int(at(hours).timestamp())
-
-
-def _identify(user_id: str) -> dict:
-    moment = at(0).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return {
-        "type": "identify",
-        "messageId": str(uuid.uuid4()),
-        "channel": "server",
-        "timestamp": moment,
-        "sentAt": moment,
-        "originalTimestamp": moment,
-        "receivedAt": moment,
-        "userId": user_id,
-        "context": {
-            "library": {"name": "analytics-python", "version": "2.1.9"},
-            "traits": {"email": f"{user_id}@acme.io"},
-        },
-    }
 
 
 DAY = 24
@@ -155,10 +122,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("billing")
     warehouse = tmp / "warehouse.duckdb"
     _write_raw(warehouse)
-    store = LocalLandingStore(tmp / "landing")
-    text = "\n".join(json.dumps(_identify(u)) for u in USERS) + "\n"
-    store.put(dump_key(SOURCE_ID, at(6), str(uuid.uuid4())), gzip.compress(text.encode(), mtime=0))
-    assert load_events(store, DuckDBWarehouse(warehouse)).balanced
+    load_lines(warehouse, tmp / "landing", [identify(u, 0, email=f"{u}@acme.io") for u in USERS], SOURCE_ID)
     result: subprocess.CompletedProcess = run_dbt(
         ("build", "--select", "+customer_profiles", "+account_status", "--indirect-selection", "cautious"),
         warehouse,
@@ -170,17 +134,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return warehouse
 
 
-def _rows(warehouse: Path, sql: str) -> list[dict[str, Any]]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        cursor = con.execute(sql)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def profiles(warehouse: Path) -> dict[str, dict[str, Any]]:
     return {
         r["user_id"]: r
-        for r in _rows(
+        for r in query_rows(
             warehouse,
             "select p.*, b.paying_since from marts.customer_profiles p "
             "left join marts.profile_billing b using (profile_id)",
@@ -195,7 +152,7 @@ def test_currencies_are_never_added_together(built: Path) -> None:
     assert mixed["is_paying"] and mixed["is_customer"]
     one = profiles(built)["invoiced"]
     assert (one["mrr"], one["mrr_currency"], one["mrr_by_currency"]) == (Decimal("100.00"), "USD", "USD 100.00")
-    (account,) = _rows(
+    (account,) = query_rows(
         built, "select mrr, mrr_currency, is_paying from marts.account_status where account_id = '001MIX'"
     )
     assert account == {"mrr": None, "mrr_currency": "MIXED", "is_paying": True}

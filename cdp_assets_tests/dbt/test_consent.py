@@ -9,12 +9,8 @@ through the `consent_tracks` var (an explicit unsuppress). The tests read consen
 
 from __future__ import annotations
 
-import gzip
-import json
 import shutil
 import subprocess
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +18,9 @@ import duckdb
 import pytest
 
 from cdp_assets.dbt_cli import run_dbt
-from cdp_assets.event_stream.landing import LocalLandingStore, dump_key
-from cdp_assets.event_stream.loader import load_events
-from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
+from cdp_assets_tests.dbt.people import at, identify, load_lines, query_rows, track, unix
 
 SOURCE_ID = "2Gconsent00000000000000001"
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 CHANNELS = ("email", "sms", "push", "ads")
 
 # The project's consent tracks (dbt_project.yml) plus one this test switches on: adding a consent event
@@ -40,50 +33,7 @@ CONSENT_TRACKS = {
 }
 
 
-def at(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
 # ------------------------------------------------------------------------------------------ inputs
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _call(type_: str, hours: float, user_id: str | None, anonymous_id: str | None, **fields: Any) -> dict:
-    """A server-side (Python SDK) call: the payload's own `timestamp` is the event time."""
-    moment = _iso(at(hours))
-    line: dict[str, Any] = {
-        "type": type_,
-        "messageId": str(uuid.uuid4()),
-        "channel": "server",
-        "timestamp": moment,
-        "sentAt": moment,
-        "originalTimestamp": moment,
-        "receivedAt": moment,
-        "context": {"library": {"name": "analytics-python", "version": "2.1.9"}},
-        **fields,
-    }
-    if user_id:
-        line["userId"] = user_id
-    if anonymous_id:
-        line["anonymousId"] = anonymous_id
-    return line
-
-
-def identify(user_id: str | None, hours: float, anonymous_id: str | None = None, **traits: Any) -> dict:
-    line = _call("identify", hours, user_id, anonymous_id)
-    line["context"]["traits"] = traits
-    return line
-
-
-def track(user_id: str | None, name: str, hours: float, anonymous_id: str | None = None, **properties: Any) -> dict:
-    return _call("track", hours, user_id, anonymous_id, event=name, properties=properties)
-
-
-def _unix(hours: float) -> int:
-    return int(at(hours).timestamp())
 
 
 # Each person is one case; their ids name it. Customer.io and Salesforce rows are per table.
@@ -131,18 +81,18 @@ EVENTS: list[dict] = [
 
 CUSTOMERIO_CUSTOMERS = [
     # (id, cio_id, email, unsubscribed, unsubscribed_at)
-    ("u_merged", "cio_merged", "merged@acme.io", True, _unix(1)),
+    ("u_merged", "cio_merged", "merged@acme.io", True, unix(1)),
     ("u_stop", "cio_stop", "stop@acme.io", False, None),
     ("u_bounce", "cio_bounce", "bounce@acme.io", False, None),
 ]
 CUSTOMERIO_UNSUBSCRIBES = [
     # (id, cio_id, timestamp, unsubscribed, customer_id, email)
-    ("act_merged", "cio_merged", _unix(1), True, "u_merged", "merged@acme.io"),
+    ("act_merged", "cio_merged", unix(1), True, "u_merged", "merged@acme.io"),
 ]
 CUSTOMERIO_SUPPRESSIONS = [
     # (type, email, created, reason)
-    ("bounces", "bounce@acme.io", _unix(1), "550 5.1.1 no such user"),
-    ("bounces", "unsuppressed@acme.io", _unix(1), "550 5.1.1 no such user"),
+    ("bounces", "bounce@acme.io", unix(1), "550 5.1.1 no such user"),
+    ("bounces", "unsuppressed@acme.io", unix(1), "550 5.1.1 no such user"),
 ]
 CUSTOMERIO_OPTOUTS = [("cio_stop", "sms", "u_stop", "+15550100200")]
 
@@ -203,15 +153,6 @@ def _write_raw_saas(path: Path) -> None:
             )
 
 
-def _load_events(path: Path, landing_dir: Path) -> None:
-    store = LocalLandingStore(landing_dir)
-    text = "\n".join(json.dumps(line) for line in EVENTS) + "\n"
-    key = dump_key(SOURCE_ID, at(6), str(uuid.uuid4()))
-    store.put(key, gzip.compress(text.encode(), mtime=0))
-    summary = load_events(store, DuckDBWarehouse(path))
-    assert summary.loaded == len(EVENTS) and summary.balanced, summary
-
-
 # --------------------------------------------------------------------------------------------- dbt
 
 
@@ -220,19 +161,12 @@ def dbt(tmp: Path, warehouse: Path, *args: str, variables: dict[str, Any] | None
     return run_dbt(args, warehouse, tmp, variables, timeout=300)
 
 
-def _rows(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        cursor = con.execute(sql, params or [])
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("consent")
     warehouse = tmp / "warehouse.duckdb"
     _write_raw_saas(warehouse)
-    _load_events(warehouse, tmp / "landing")
+    load_lines(warehouse, tmp / "landing", EVENTS, SOURCE_ID)
     # `cautious`: only tests whose every parent is selected (see test_marts_audiences_sync).
     result = dbt(
         tmp,
@@ -250,7 +184,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def status_of(warehouse: Path, identifier_type: str, identifier: str) -> dict[str, dict[str, Any]]:
     """consent_status of the profile an identifier belongs to: {channel: row}."""
-    rows = _rows(
+    rows = query_rows(
         warehouse,
         "select s.* from consent.consent_status s join identity.identity_graph g on g.profile_id = s.profile_id "
         "where g.identifier_type = ? and g.identifier = ?",
@@ -268,8 +202,8 @@ def user(warehouse: Path, user_id: str) -> dict[str, dict[str, Any]]:
 
 
 def test_one_status_per_profile_and_channel(built: Path) -> None:
-    profiles = _rows(built, "select count(distinct profile_id) as n from identity.identity_graph")[0]["n"]
-    counts = _rows(
+    profiles = query_rows(built, "select count(distinct profile_id) as n from identity.identity_graph")[0]["n"]
+    counts = query_rows(
         built,
         "select count(*) as n, count(distinct profile_id || channel) as keys, "
         "count(*) filter (where eligible is null) as null_eligible from consent.consent_status",
@@ -293,7 +227,7 @@ def test_opt_in_then_opt_out_is_out(built: Path) -> None:
 def test_opt_out_on_one_merged_identity_is_out_for_the_profile(built: Path) -> None:
     # The Customer.io unsubscribe names the Customer.io person and the email, never the user id: it
     # reaches the product account's opt-in only through the merged profile.
-    named = _rows(
+    named = query_rows(
         built,
         "select distinct identifier_type from consent.consent_events where signal = 'customerio:unsubscribes' "
         "and identifier in ('cio_merged', 'merged@acme.io', 'u_merged')",
@@ -358,7 +292,7 @@ def test_a_tie_keeps_the_opt_out(built: Path) -> None:
 def test_a_repeated_trait_is_not_a_new_opt_in(built: Path) -> None:
     assert user(built, "u_sticky")["email"]["status"] == "opted_out"
     # the trait counted once, when it first appeared on the device
-    opt_ins = _rows(
+    opt_ins = query_rows(
         built,
         "select count(distinct consent_event_id) as n from consent.consent_events "
         "where signal = 'trait:email_opt_in' and identifier = 'anon-sticky'",

@@ -16,12 +16,8 @@ of the marketing feeds and everything they need runs as a subprocess, tests incl
 
 from __future__ import annotations
 
-import gzip
-import json
 import shutil
 import subprocess
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,68 +25,13 @@ import duckdb
 import pytest
 
 from cdp_assets.dbt_cli import run_dbt
-from cdp_assets.event_stream.landing import LocalLandingStore, dump_key
-from cdp_assets.event_stream.loader import load_events
-from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
+from cdp_assets_tests.dbt.people import at, identify, load_lines, query_rows, track, unix
 
 SOURCE_ID = "2Gfailclosed0000000000001"
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 DEVICES = 101  # one over the project's default cap (identity_max_links_per_type)
 QA_ADDRESSES = [f"qa.tester{i}@acme.io" for i in range(101)]
 SELECT = ("+sync_customerio_people", "+sync_customerio_suppressions", "+sync_salesforce_leads")
 SELECT += ("+audience_signed_up_no_source",)
-
-
-def at(hours: float) -> datetime:
-    return T0 + timedelta(hours=hours)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _unix(hours: float) -> int:
-    return int(at(hours).timestamp())
-
-
-def _call(type_: str, hours: float, user_id: str | None, anonymous_id: str | None, **fields: Any) -> dict:
-    moment = _iso(at(hours))
-    line: dict[str, Any] = {
-        "type": type_,
-        "messageId": str(uuid.uuid4()),
-        "channel": "server",
-        "timestamp": moment,
-        "sentAt": moment,
-        "originalTimestamp": moment,
-        "receivedAt": moment,
-        "context": {"library": {"name": "analytics-python", "version": "2.1.9"}},
-        **fields,
-    }
-    if user_id:
-        line["userId"] = user_id
-    if anonymous_id:
-        line["anonymousId"] = anonymous_id
-    return line
-
-
-def identify(user_id: str | None, hours: float, anonymous_id: str | None = None, **traits: Any) -> dict:
-    line = _call("identify", hours, user_id, anonymous_id)
-    line["context"]["traits"] = traits
-    return line
-
-
-def track(
-    user_id: str | None,
-    name: str,
-    hours: float,
-    anonymous_id: str | None = None,
-    traits: dict | None = None,
-    **properties: Any,
-) -> dict:
-    line = _call("track", hours, user_id, anonymous_id, event=name, properties=properties)
-    if traits is not None:
-        line["context"]["traits"] = traits
-    return line
 
 
 EVENTS: list[dict] = [
@@ -119,7 +60,7 @@ def _write_raw_saas(path: Path) -> None:
             "insert into raw_customerio.customers values (?, ?, ?, ?, ?)",
             [
                 ("loyal-u", "cio_loyal", "loyal@acme.io", False, None),
-                ("two-u", "cio_two", "two.old@acme.io", True, _unix(1)),
+                ("two-u", "cio_two", "two.old@acme.io", True, unix(1)),
                 ("three-u", "cio_three", "three.old@acme.io", False, None),
             ],
         )
@@ -130,7 +71,7 @@ def _write_raw_saas(path: Path) -> None:
         con.execute(
             "insert into raw_customerio.unsubscribes values "
             "('act_two', 'cio_two', ?, true, 'two-u', 'two.old@acme.io')",
-            [_unix(1)],
+            [unix(1)],
         )
         con.execute("create schema raw_salesforce")
         con.execute(
@@ -146,23 +87,8 @@ def _write_raw_saas(path: Path) -> None:
         )
 
 
-def _load_events(path: Path, landing: Path) -> None:
-    store = LocalLandingStore(landing)
-    text = "\n".join(json.dumps(line) for line in EVENTS) + "\n"
-    store.put(dump_key(SOURCE_ID, at(6), str(uuid.uuid4())), gzip.compress(text.encode(), mtime=0))
-    summary = load_events(store, DuckDBWarehouse(path))
-    assert summary.loaded == len(EVENTS) and summary.balanced, summary
-
-
 def dbt(tmp: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
     return run_dbt(args, warehouse, tmp, {"audience_as_of": at(24 * 30).isoformat()}, timeout=300)
-
-
-def _rows(warehouse: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        cursor = con.execute(sql, params or [])
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 @pytest.fixture(scope="module")
@@ -170,31 +96,31 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("fail_closed")
     warehouse = tmp / "warehouse.duckdb"
     _write_raw_saas(warehouse)
-    _load_events(warehouse, tmp / "landing")
+    load_lines(warehouse, tmp / "landing", EVENTS, SOURCE_ID)
     result = dbt(tmp, warehouse, "build", "--select", *SELECT, "--indirect-selection", "cautious")
     assert result.returncode == 0, f"dbt build failed:\n{result.stdout}\n{result.stderr}"
     return warehouse
 
 
 def synced_emails(warehouse: Path) -> set[str]:
-    return {r["email"] for r in _rows(warehouse, "select email from sync.sync_customerio_people")}
+    return {r["email"] for r in query_rows(warehouse, "select email from sync.sync_customerio_people")}
 
 
 def contact_point(warehouse: Path, email: str) -> dict[str, Any]:
-    (row,) = _rows(
+    (row,) = query_rows(
         warehouse, "select * from consent.consent_contact_points where email = ? and channel = 'email'", [email]
     )
     return row
 
 
 def test_a_users_own_devices_do_not_quarantine_them(built: Path) -> None:
-    quarantined = _rows(built, "select identifier_type, identifier from identity.identity_quarantine")
+    quarantined = query_rows(built, "select identifier_type, identifier from identity.identity_quarantine")
     assert ("user_id", "loyal-u") not in {(q["identifier_type"], q["identifier"]) for q in quarantined}
-    (profile,) = _rows(
+    (profile,) = query_rows(
         built,
         "select profile_id from identity.identity_graph where identifier_type = 'user_id' and identifier = 'loyal-u'",
     )
-    devices = _rows(
+    devices = query_rows(
         built,
         "select count(*) as n from identity.identity_graph where profile_id = ? and identifier_type = 'anonymous_id'",
         [profile["profile_id"]],
@@ -205,22 +131,22 @@ def test_a_users_own_devices_do_not_quarantine_them(built: Path) -> None:
 def test_a_heavy_users_opt_out_is_honoured_everywhere(built: Path) -> None:
     assert "loyal@acme.io" not in synced_emails(built)
     assert contact_point(built, "loyal@acme.io")["status"] == "opted_out"
-    suppressions = _rows(
+    suppressions = query_rows(
         built, "select id, action from sync.sync_customerio_suppressions where email = 'loyal@acme.io'"
     )
     assert suppressions == [{"id": "loyal-u", "action": "unsubscribe"}]
-    lead = _rows(built, "select has_opted_out_of_email from sync.sync_salesforce_leads where id = '00QLOY'")
+    lead = query_rows(built, "select has_opted_out_of_email from sync.sync_salesforce_leads where id = '00QLOY'")
     assert lead == [{"has_opted_out_of_email": True}]
 
 
 def test_a_quarantined_identifiers_opt_out_still_reaches_its_addresses(built: Path) -> None:
-    quarantined = _rows(
+    quarantined = query_rows(
         built,
         "select identifier_type, identifier, linked_identifier_type from identity.identity_quarantine "
         "where identifier = 'qa-hub'",
     )
     assert quarantined == [{"identifier_type": "user_id", "identifier": "qa-hub", "linked_identifier_type": "email"}]
-    statuses = _rows(
+    statuses = query_rows(
         built,
         "select s.status, count(*) as n from consent.consent_status s "
         "join identity.identity_graph g on g.profile_id = s.profile_id "
@@ -237,7 +163,7 @@ def test_an_opt_out_on_one_address_is_not_lifted_by_an_opt_in_on_another(built: 
     assert (new["status"], new["eligible"]) == ("opted_in", True)
     assert old["profile_id"] == new["profile_id"]
     # the profile as a whole was opted in later (on the new address) ...
-    (profile,) = _rows(
+    (profile,) = query_rows(
         built,
         "select primary_email, email_consent_status, primary_email_consent_status, email_eligible "
         "from marts.customer_profiles where user_id = 'two-u'",
@@ -250,7 +176,7 @@ def test_an_opt_out_on_one_address_is_not_lifted_by_an_opt_in_on_another(built: 
     }
     # ... yet neither the people feed nor an audience sends the opted-out address
     assert "two.old@acme.io" not in synced_emails(built)
-    audience = _rows(built, "select email from audiences.audience_signed_up_no_source")
+    audience = query_rows(built, "select email from audiences.audience_signed_up_no_source")
     assert "two.old@acme.io" not in {r["email"] for r in audience}
 
 
@@ -261,7 +187,7 @@ def test_the_payload_guard_catches_an_opted_out_address(built: Path, tmp_path: P
     (query,) = list(compiled.glob("only_eligible_profiles_sync_cu*.sql"))
     warehouse = tmp_path / built.name  # the compiled SQL names the database by the file name
     shutil.copy(built, warehouse)
-    (profile,) = _rows(warehouse, "select profile_id from marts.customer_profiles where user_id = 'two-u'")
+    (profile,) = query_rows(warehouse, "select profile_id from marts.customer_profiles where user_id = 'two-u'")
     with duckdb.connect(str(warehouse)) as con:
         assert con.execute(query.read_text()).fetchall() == []
         con.execute(
@@ -277,7 +203,7 @@ def test_an_address_opted_out_elsewhere_is_unsubscribed_in_customerio(built: Pat
     the people feed leaves the person out, so the suppression feed must tell Customer.io (rule 8)."""
     assert contact_point(built, "three.old@acme.io")["status"] == "opted_out"
     assert "three.old@acme.io" not in synced_emails(built)
-    rows = _rows(
+    rows = query_rows(
         built,
         "select id, action, consent_status, consent_source from sync.sync_customerio_suppressions where id = 'three-u'",
     )
