@@ -38,7 +38,7 @@ from cdp_assets.warehouse.duckdb_engine import DuckDBWarehouse
 
 SOURCE_ID = "2Gidentity0000000000000001"
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-SELECT = ["+identity_graph_previous", "identity_rejected"]
+SELECT = ["+identity_graph_previous", "identity_rejected", "identity_device_visits"]
 
 # The project's defaults (dbt_project.yml, "--- identity"), restated: the oracle applies the same rules.
 JUNK_VALUES = {"null", "undefined", "unknown", "anonymous", "nan", "-1", "none", "nil", "n/a", "[object object]"}

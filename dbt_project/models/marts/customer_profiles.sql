@@ -124,11 +124,12 @@ primary_email as (
 
 ),
 
--- Product milestones from the event stream, matched on the user id (server events) or the device.
+-- Product milestones from the event stream, matched on the user id (server events) or the device;
+-- on a shared device (no profile of its own), on the visit it happened in when one person's visit.
 milestone_events as (
 
     select
-        coalesce(by_user.profile_id, by_device.profile_id) as profile_id,
+        coalesce(by_user.profile_id, by_device.profile_id, by_visit.profile_id) as profile_id,
         tracks.event_table,
         tracks.occurred_at
     from {{ ref('stg_tracks') }} as tracks
@@ -138,6 +139,10 @@ milestone_events as (
     left join graph as by_device
         on by_device.identifier_type = 'anonymous_id'
         and by_device.identifier = tracks.anonymous_id
+    left join {{ ref('identity_device_visits') }} as by_visit
+        on by_visit.anonymous_id = tracks.anonymous_id
+        and tracks.occurred_at between by_visit.started_at and by_visit.ended_at
+        and by_visit.profile_id is not null
     where tracks.event_table in ('signed_up', 'source_created', 'enterprise_quote_requested', 'subscription_started')
 
 ),

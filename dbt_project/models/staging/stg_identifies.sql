@@ -18,6 +18,7 @@ with source as (
         original_timestamp,
         received_at,
         {{ identify_trait_columns(src) }}
+        {{ column_or_null(src, 'context_session_id', dbt.type_bigint()) }},
         uuid_ts
     from {{ src }}
 
@@ -37,6 +38,7 @@ select
     context_source_type as source_type,
     context_source_id as source_id,
     context_ip as ip,
+    context_session_id as session_id,
     timestamp as occurred_at,
     sent_at,
     original_timestamp,
