@@ -188,7 +188,7 @@ _THROTTLE_MESSAGES = {
 
 def throttle_fault(
     code: int = 17,
-    minutes: int = 1,
+    minutes: float = 1,  # Graph sends whole minutes; a fraction lets a test wait less than a minute
     times: int = 1,
     method: str | None = None,
     path: str | None = None,

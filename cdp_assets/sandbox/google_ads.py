@@ -176,21 +176,22 @@ def internal_fault(times: int = 1, after_batches: int = 0, query: str | None = N
 def quota_fault(
     kind: str = "RESOURCE_EXHAUSTED",
     status: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED,
-    retry_seconds: int | None = None,
+    retry_seconds: float | None = None,  # the API sends whole seconds; a fraction lets a test wait less
     times: int = 1,
     query: str | None = None,
 ) -> GrpcFault:
     """A quota error with its GoogleAdsFailure: `RESOURCE_EXHAUSTED` is the developer token's daily
     operations, `RESOURCE_TEMPORARILY_EXHAUSTED` the per-customer rate ("Retry in N seconds")."""
     if kind == "RESOURCE_TEMPORARILY_EXHAUSTED":
-        message = f"Too many requests. Retry in {retry_seconds or 30} seconds."
+        message = f"Too many requests. Retry in {retry_seconds or 30:g} seconds."
         rate_scope, rate_name = QuotaErrorDetails.QuotaRateScope.ACCOUNT, "Requests per customer account"
     else:
         message = "Number of operations for basic access has been exceeded. Retry after the daily quota resets."
         rate_scope, rate_name = QuotaErrorDetails.QuotaRateScope.DEVELOPER, "Daily operations for the developer token"
     details = QuotaErrorDetails(rate_scope=rate_scope, rate_name=rate_name)
     if retry_seconds is not None:
-        details.retry_delay = duration_pb2.Duration(seconds=retry_seconds)
+        whole = int(retry_seconds)
+        details.retry_delay = duration_pb2.Duration(seconds=whole, nanos=round((retry_seconds - whole) * 1e9))
     failure = GoogleAdsFailure(
         errors=[
             GoogleAdsError(

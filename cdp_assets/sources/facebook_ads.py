@@ -18,8 +18,10 @@
 The SDK is used without its globals: a `FacebookSession` whose `GRAPH` is set on the instance and a
 `FacebookAdsApi` handed to every object, never `FacebookAdsApi.init()` (whose crash reporter would post
 tracebacks to Graph). The SDK never retries, so every call goes through `ApiPolicy`: throttling codes
-wait for `estimated_time_to_regain_access` (capped by `max_throttle_wait_seconds`), transient and 5xx
-errors back off, an invalid token (code 190) stops at once with a message that says what to do.
+wait for `estimated_time_to_regain_access` in full (the wait Graph gives goes to the policy unchanged: a
+wait above `max_throttle_wait_seconds`, 300 s by default, raises `RetryAfterTooLong` rather than retrying
+early, which Graph would only throttle again), transient and 5xx errors back off, an invalid token (code
+190) stops at once with a message that says what to do.
 
 Insight rows keep Graph's names; the string numbers become integers and decimals, and `actions` becomes
 the child table `insights__actions` (action_type, value), which every engine can join.
@@ -117,7 +119,9 @@ class FacebookAdsConfig:
     insights_chunk_days: int = 30
     report_poll_seconds: float = 5.0
     report_timeout_seconds: float = 900.0
-    max_throttle_wait_seconds: float = 300.0
+    # The longest wait Graph may ask for (usage headers) that is honoured; a longer one fails the call with
+    # RetryAfterTooLong (the policy's `max_retry_after`). It never shortens a wait.
+    max_throttle_wait_seconds: float = ApiPolicy.max_retry_after
     max_attempts: int = 6
     backoff_base_seconds: float = 1.0
     rate_per_second: float = 4.0
@@ -136,6 +140,8 @@ class FacebookAdsConfig:
             raise SettingsError("page_size must be between 1 and 5000")
         if self.insights_chunk_days < 1:
             raise SettingsError("insights_chunk_days must be at least 1")
+        if self.max_throttle_wait_seconds < 0:
+            raise SettingsError("max_throttle_wait_seconds must be 0 or more")
         if urlsplit(self.graph_url).scheme not in ("http", "https"):
             raise SettingsError(f"graph_url must be an http(s) URL, got {self.graph_url!r}")
         if self.start_date and self.end_date and self.start_date > self.end_date:
@@ -170,7 +176,6 @@ class FacebookAdsConfig:
             "start_date": SANDBOX_FIRST_DAY,
             "end_date": SANDBOX_TODAY,
             "report_poll_seconds": 0.05,
-            "max_throttle_wait_seconds": 0.05,
             "backoff_base_seconds": 0.01,
             "rate_per_second": 1000.0,
             "request_timeout_seconds": 10.0,
@@ -236,14 +241,15 @@ def throttle_wait_seconds(headers: Mapping[str, str] | None) -> float | None:
     return max(waits) if waits else None
 
 
-def classify(max_throttle_wait: float) -> Callable[[BaseException], Decision]:
+def classify() -> Callable[[BaseException], Decision]:
     def decide(exc: BaseException) -> Decision:
         if isinstance(exc, FacebookRequestError):
             code = exc.api_error_code()
             if code in THROTTLE_CODES:
-                wait = throttle_wait_seconds(exc.http_headers())
-                # No estimate: the policy's own exponential backoff.
-                return Retry(None if wait is None else min(wait, max_throttle_wait))
+                # Graph's own estimate, unshortened: the policy waits it in full or, beyond its ceiling,
+                # refuses (a retry before the bucket refills only earns another throttle). No estimate:
+                # the policy's own exponential backoff.
+                return Retry(throttle_wait_seconds(exc.http_headers()))
             if code == AUTH_CODE or code in PERMISSION_CODES:
                 return None
             if code in TRANSIENT_CODES or exc.api_transient_error() or (exc.http_status() or 0) >= 500:
@@ -289,11 +295,14 @@ class _Graph:
         self.api = FacebookAdsApi(session, api_version=config.api_version)
         self.policy = ApiPolicy(
             name="facebook_ads",
-            classify=classify(config.max_throttle_wait_seconds),
+            classify=classify(),
             rate_per_second=config.rate_per_second,
             max_attempts=config.max_attempts,
             base_delay=config.backoff_base_seconds,
-            max_delay=max(config.max_throttle_wait_seconds, config.backoff_base_seconds),
+            # The policy honours an API-given wait up to the larger of these two, so our own backoff's cap
+            # stays at or below the configured ceiling (the default 60 s otherwise).
+            max_delay=min(ApiPolicy.max_delay, config.max_throttle_wait_seconds),
+            max_retry_after=config.max_throttle_wait_seconds,
             stats=stats,
         )
         self._accounts: list[str] | None = None

@@ -22,7 +22,9 @@ Two ways to connect, both with the library's `GoogleAdsServiceClient`:
   `MetadataInterceptor` and `ExceptionInterceptor` that `get_service` adds (saas-apis.md §5.2 route B).
 
 The library does not retry. Every stream goes through `ApiPolicy`: RESOURCE_EXHAUSTED, INTERNAL,
-UNAVAILABLE and DEADLINE_EXCEEDED back off (a "retry in N seconds" quota error waits that long, capped);
+UNAVAILABLE and DEADLINE_EXCEEDED back off (a "retry in N seconds" quota error waits that long in full: the
+delay goes to the policy unchanged, and one above `max_quota_wait_seconds`, 300 s by default, raises
+`RetryAfterTooLong` rather than retrying early, which the API would only refuse again);
 an exhausted quota (the developer token's daily operations) stops the extract with `QuotaExhausted`;
 any other API error (authentication, permission, a bad query) fails at once with Google's error code.
 A stream is read to its end inside the retried call, so a stream that breaks half-way is read again
@@ -73,7 +75,9 @@ class GoogleAdsConfig:
     end_date: date | None = None  # the last day asked for; None: today (UTC)
     lookback_days: int = 30
     metrics_chunk_days: int = 90
-    max_quota_wait_seconds: float = 300.0
+    # The longest "retry in N seconds" that is honoured; a longer one fails the call with RetryAfterTooLong
+    # (the policy's `max_retry_after`). It never shortens a wait.
+    max_quota_wait_seconds: float = ApiPolicy.max_retry_after
     max_attempts: int = 6
     backoff_base_seconds: float = 1.0
     rate_per_second: float = 5.0
@@ -103,6 +107,8 @@ class GoogleAdsConfig:
             raise SettingsError("lookback_days must be 0 or more")
         if self.metrics_chunk_days < 1:
             raise SettingsError("metrics_chunk_days must be at least 1")
+        if self.max_quota_wait_seconds < 0:
+            raise SettingsError("max_quota_wait_seconds must be 0 or more")
         if self.start_date and self.end_date and self.start_date > self.end_date:
             raise SettingsError(f"start_date {self.start_date} is after end_date {self.end_date}")
 
@@ -159,7 +165,6 @@ class GoogleAdsConfig:
             "insecure_channel": True,
             "start_date": SANDBOX_FIRST_DAY,
             "end_date": SANDBOX_TODAY,
-            "max_quota_wait_seconds": 0.05,
             "backoff_base_seconds": 0.01,
             "rate_per_second": 1000.0,
             "stream_timeout_seconds": 30.0,
@@ -257,11 +262,11 @@ def _typed(data_type: str) -> dict[str, Any]:
 # code location builds every source to list its assets): see google_ads_client.
 
 
-def _classify(max_quota_wait: float) -> Callable[[BaseException], Decision]:
+def _classify() -> Callable[[BaseException], Decision]:
     def decide(exc: BaseException) -> Decision:
         from cdp_assets.sources.google_ads_client import classify
 
-        return classify(max_quota_wait)(exc)
+        return classify()(exc)
 
     return decide
 
@@ -280,11 +285,14 @@ def google_ads_source(config: GoogleAdsConfig, stats: CallStats | None = None) -
     """
     policy = ApiPolicy(
         name="google_ads",
-        classify=_classify(config.max_quota_wait_seconds),
+        classify=_classify(),
         rate_per_second=config.rate_per_second,
         max_attempts=config.max_attempts,
         base_delay=config.backoff_base_seconds,
-        max_delay=max(config.max_quota_wait_seconds, config.backoff_base_seconds),
+        # The policy honours an API-given wait up to the larger of these two, so our own backoff's cap
+        # stays at or below the configured ceiling (the default 60 s otherwise).
+        max_delay=min(ApiPolicy.max_delay, config.max_quota_wait_seconds),
+        max_retry_after=config.max_quota_wait_seconds,
         stats=stats if stats is not None else CallStats(),
     )
     start_date, end_date = report_days(config.start_date, config.end_date, days_back=2 * 365)

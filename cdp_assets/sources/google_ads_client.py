@@ -124,14 +124,16 @@ def _quota_wait(error: Any) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def classify(max_quota_wait: float) -> Callable[[BaseException], Decision]:
+def classify() -> Callable[[BaseException], Decision]:
     def decide(exc: BaseException) -> Decision:
         failure, request_id = ads_failure(exc)
         if failure is not None:
             for kind, value, error in _error_codes(failure):
                 if kind == "quota_error" and value in _QUOTA_WAIT:
-                    wait = _quota_wait(error)
-                    return Retry(None if wait is None else min(wait, max_quota_wait))
+                    # The API's delay, unshortened: the policy waits it in full or, beyond its ceiling,
+                    # refuses rather than retrying early (which would be refused and cost quota again).
+                    # No delay given: the policy's own backoff.
+                    return Retry(_quota_wait(error))
                 if kind == "quota_error" and value in _QUOTA_STOP:
                     rate = error.details.quota_error_details.rate_name if error.details else ""
                     return Stop(

@@ -31,7 +31,7 @@ from cdp_assets.sources.facebook_ads import (
     facebook_ads_source,
     throttle_wait_seconds,
 )
-from cdp_assets.sources.policy import CallStats, RetriesExhausted
+from cdp_assets.sources.policy import CallStats, RetriesExhausted, RetryAfterTooLong
 from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_facebook_ads"
@@ -195,18 +195,38 @@ def test_throttling_and_server_errors_are_retried_and_the_data_is_complete(
     app, server = graph
     # A user-level throttle on starting a report, an ad-account (BUC) throttle on an edge, and a bad
     # backend moment twice while paging report rows.
-    app.inject(throttle_fault(code=17, minutes=2, method="POST", path=r"/insights$"))
-    app.inject(throttle_fault(code=80000, minutes=1, path=r"/campaigns$"))
+    # (Waits of a fraction of a minute keep the test fast; Graph sends whole minutes.)
+    app.inject(throttle_fault(code=17, minutes=0.004, method="POST", path=r"/insights$"))
+    app.inject(throttle_fault(code=80000, minutes=0.002, path=r"/campaigns$"))
     app.inject(server_error_fault(times=2, path=r"/\d+/insights$"))
     stats = CallStats()
-    _run(pipeline, _config(server, max_throttle_wait_seconds=0.05), stats)
+    _run(pipeline, _config(server), stats)
 
     assert _insights(pipeline) == _truth(app, FIRST_DAY, RUN1_END)
     assert stats.retries == 4
     assert stats.errors == {"FacebookRequestError": 4}
-    # Each throttle waited Graph's estimate (minutes), capped by the config; the 5xx backed off.
-    assert 0.1 <= stats.waited_seconds < 1.0
+    # Each throttle waited Graph's estimate in full (0.24 s + 0.12 s); the 5xx backed off (0.01 s base).
+    assert 0.36 <= stats.waited_seconds < 1.0
     assert stats.calls == len(app.log)
+
+
+def test_a_throttle_longer_than_the_ceiling_fails_without_retrying_early(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    app.inject(throttle_fault(code=80000, minutes=6, path=r"/campaigns$"))
+    stats = CallStats()
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server), stats, "campaigns")
+    error = find_cause(failed.value, RetryAfterTooLong)
+    assert "asked to wait 360 s" in str(error) and "longer than the 300 s" in str(error)
+    # No retry and no sleep: it used to be retried after a wait cut to max_throttle_wait_seconds.
+    assert len(app.requests("GET", r"/campaigns$")) == 1
+    assert stats.retries == 0 and stats.waited_seconds < 0.1
+    # An account known to ask for longer waits can raise the ceiling; a negative one is refused.
+    assert _config(server, max_throttle_wait_seconds=900).max_throttle_wait_seconds == 900
+    with pytest.raises(SettingsError, match="max_throttle_wait_seconds"):
+        _config(server, max_throttle_wait_seconds=-1)
 
 
 def test_every_throttling_code_is_retried(graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline) -> None:

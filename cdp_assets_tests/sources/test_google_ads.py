@@ -27,7 +27,7 @@ from cdp_assets.sandbox.google_ads import (
 from cdp_assets.settings import SettingsError
 from cdp_assets.sources.google_ads import GoogleAdsConfig, GoogleAdsError, google_ads_source
 from cdp_assets.sources.google_ads_client import build_google_ads_client
-from cdp_assets.sources.policy import CallStats, QuotaExhausted
+from cdp_assets.sources.policy import CallStats, QuotaExhausted, RetryAfterTooLong
 from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
 
 DATASET = "raw_google_ads"
@@ -170,7 +170,7 @@ def test_resource_exhausted_internal_and_rate_quota_are_retried_and_nothing_is_d
     app.inject(resource_exhausted_fault(query=r"FROM campaign$"))
     # A stream that breaks after one batch of seven rows: the retry reads it again whole.
     app.inject(internal_fault(after_batches=1, query=METRICS))
-    app.inject(quota_fault("RESOURCE_TEMPORARILY_EXHAUSTED", retry_seconds=30, query="FROM ad_group"))
+    app.inject(quota_fault("RESOURCE_TEMPORARILY_EXHAUSTED", retry_seconds=0.3, query="FROM ad_group"))
     stats = CallStats()
     _run(pipeline, _config(server, metrics_chunk_days=90), stats)
 
@@ -180,8 +180,39 @@ def test_resource_exhausted_internal_and_rate_quota_are_retried_and_nothing_is_d
     ]
     assert stats.retries == 3 and stats.calls == len(app.log) == 6
     assert stats.errors == {"ResourceExhausted": 2, "InternalServerError": 1}
-    # The "retry in 30 seconds" wait was honoured, capped by the config (0.05 s for the sandbox).
-    assert 0.05 <= stats.waited_seconds < 1.0
+    # The quota error's retry delay was waited in full; the other two backed off (0.01 s base).
+    assert 0.3 <= stats.waited_seconds < 1.0
+
+
+def test_a_quota_retry_delay_is_waited_in_full_not_cut_to_a_cap_of_our_own(
+    ads: tuple[GoogleAdsSandbox, GoogleAdsSandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = ads
+    app.inject(quota_fault("RESOURCE_TEMPORARILY_EXHAUSTED", retry_seconds=0.4, query="FROM ad_group"))
+    stats = CallStats()
+    # A small backoff of our own must not shorten the API's delay (it used to be min(delay, cap)).
+    _run(pipeline, _config(server, backoff_base_seconds=0.01), stats)
+    assert stats.retries == 1
+    assert stats.waited_seconds >= 0.4
+    assert len(app.requests("ad_group")) == 2
+
+
+def test_a_quota_retry_delay_beyond_the_ceiling_fails_without_retrying_early(
+    ads: tuple[GoogleAdsSandbox, GoogleAdsSandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = ads
+    app.inject(quota_fault("RESOURCE_TEMPORARILY_EXHAUSTED", retry_seconds=400, query="FROM ad_group"))
+    stats = CallStats()
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server), stats)
+    error = find_cause(failed.value, RetryAfterTooLong)
+    assert "asked to wait 400 s" in str(error) and "longer than the 300 s" in str(error)
+    # One call, no retry, nothing slept: it used to be retried at once after a wait cut to the cap.
+    assert len(app.requests("ad_group")) == 1
+    assert stats.retries == 0 and stats.waited_seconds < 0.1
+    # The ceiling is the config's, for an account known to ask for longer waits.
+    with pytest.raises(SettingsError, match="max_quota_wait_seconds"):
+        _config(server, max_quota_wait_seconds=-1)
 
 
 @pytest.mark.parametrize(
