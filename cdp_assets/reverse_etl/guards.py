@@ -12,8 +12,8 @@ refused: taking someone out of an audience is what an opt-out asks for.
 Large change: a run that would change or remove more than `max_change_share` of the rows the
 destination holds (per the snapshot) stops before any call, until it is approved. Only rows whose sent
 values really differ count (the runner compares what would be sent, nulls left out unless send_nulls):
-re-sending unchanged values, on a full resync or after a newly mapped column that is still all null,
-changes nothing in the destination.
+re-sending unchanged values on a full resync changes nothing in the destination. (A newly mapped column
+that is still all null is not even planned as a change: the plan hashes what is sent, see `diff`.)
 """
 
 from __future__ import annotations

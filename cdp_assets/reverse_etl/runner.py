@@ -127,17 +127,19 @@ def _previous_for_preview(spec: SyncSpec, previous: dict[str, Any] | None) -> An
 
 def _sent_values(spec: SyncSpec, payload: dict[str, Any] | None) -> dict[str, Any]:
     """The part of a payload that reaches the destination: a null is not sent unless send_nulls (an
-    audience never sends one), so it cannot change anything there."""
+    audience never sends one), so it cannot change anything there; nor is a column no longer mapped.
+    The same rule as the plan's hash (`diff.sent_text`)."""
     if spec.kind == "sync" and spec.send_nulls:
         # A key the previous payload lacks (a newly mapped column) differs from a null: sending the
         # null would blank a value the destination may hold.
         return dict(payload or {})
-    return {column: value for column, value in (payload or {}).items() if value is not None}
+    columns = set(spec.diff_columns)
+    return {c: v for c, v in (payload or {}).items() if v is not None and c in columns}
 
 
 def _really_changed(spec: SyncSpec, row: _Row) -> bool:
-    """Whether sending the row changes what the destination holds: its hash also moves when a newly
-    mapped column is all null, or on a full resync, where the message sent is the same as before."""
+    """Whether sending the row changes what the destination holds: on a full resync every row is a
+    change, most of them with the very message sent before."""
     return row.previous is None or _sent_values(spec, row.payload) != _sent_values(spec, row.previous)
 
 
@@ -151,7 +153,12 @@ def run_sync(
     results.ensure(conn)
     _check_model_columns(conn, spec)
     table = f"_plan_{safe_name(spec.name)}"
-    plan = plan_sync(conn, spec.name, spec.model, spec.primary_key, spec.diff_columns, options.full_resync, table)
+    # Hash what is sent: a null goes out only with send_nulls (an audience never sends one), so only
+    # then is a null column different from one that is not mapped.
+    send_nulls = spec.kind == "sync" and spec.send_nulls
+    plan = plan_sync(
+        conn, spec.name, spec.model, spec.primary_key, spec.diff_columns, options.full_resync, table, send_nulls
+    )
     rows = _classify_rows(conn, spec, table)
     to_send = [r for r in rows if r.status is None]
     skipped = [r for r in rows if r.status == "skipped_consent"]

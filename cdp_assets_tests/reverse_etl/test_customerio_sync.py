@@ -430,7 +430,7 @@ def test_a_message_the_client_cannot_encode_fails_alone_and_is_not_counted_as_se
     assert cio_app.person("u1") is None
 
 
-def test_a_newly_mapped_column_that_is_all_null_is_no_large_change(
+def test_a_newly_mapped_column_that_is_null_re_sends_nothing_and_a_value_turning_null_is_a_change(
     warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
 ) -> None:
     load_people(warehouse, PEOPLE)
@@ -438,20 +438,72 @@ def test_a_newly_mapped_column_that_is_all_null_is_no_large_change(
     warehouse.execute("ALTER TABLE sync.sync_customerio_people ADD COLUMN country VARCHAR")
     fields = {**PEOPLE_META["sync"]["fields"], "country": "country"}
 
-    # Every hash moves, but nulls are not sent: the messages are the ones the destination already has.
+    # Nulls are not sent (send_nulls: false), so every message would be the one Customer.io already
+    # has: nothing is planned and no request is made (it used to re-send all 5 rows).
     seen = len(cio_app.requests())
     result = run(warehouse, people_spec(fields=fields), cio_config, "r2")
-    assert (result.status, result.planned_changes, result.accepted) == ("success", 5, 5)
-    assert all("country" not in op["attributes"] for op in batch_operations(cio_app, seen))
+    assert (result.status, result.planned_changes, result.sent, result.api_calls) == ("no_change", 0, 0, 0)
+    assert writes(cio_app, seen) == []
 
-    # With send_nulls the nulls would go out and blank whatever the destination holds: that is a change.
+    # A row that gets a value in the new column is the only one sent.
+    warehouse.execute("UPDATE sync.sync_customerio_people SET country = 'FR' WHERE id = 'u2'")
+    seen = len(cio_app.requests())
+    result = run(warehouse, people_spec(fields=fields), cio_config, "r3")
+    assert (result.planned_changes, result.accepted) == (1, 1)
+    assert batch_operations(cio_app, seen) == [
+        identify("u2", email="b@x.com", plan="free", mrr=0.0, cdp_profile_id="p2", country="FR")
+    ]
+
+    # A value that turns null is still a change; without send_nulls the null is not sent, so
+    # Customer.io keeps the value (what send_nulls: false promises).
+    warehouse.execute("UPDATE sync.sync_customerio_people SET country = NULL WHERE id = 'u2'")
+    seen = len(cio_app.requests())
+    result = run(warehouse, people_spec(fields=fields), cio_config, "r4")
+    assert (result.planned_changes, result.accepted) == (1, 1)
+    assert batch_operations(cio_app, seen) == [
+        identify("u2", email="b@x.com", plan="free", mrr=0.0, cdp_profile_id="p2")
+    ]
+    assert cio_app.person("u2").attributes["country"] == "FR"
+
+    # With send_nulls the nulls go out and blank whatever the destination holds: a newly mapped column
+    # is a change for every row (so the large-change guard stops it before any call).
     warehouse.execute("ALTER TABLE sync.sync_customerio_people ADD COLUMN region VARCHAR")
     blanking = people_spec(fields={**fields, "region": "region"}, send_nulls=True)
     seen = len(cio_app.requests())
-    blocked = run(warehouse, blanking, cio_config, "r3")
+    blocked = run(warehouse, blanking, cio_config, "r5")
     assert (blocked.status, blocked.planned_changes, blocked.api_calls) == ("blocked_large_change", 5, 0)
     assert writes(cio_app, seen) == []
+    approved = run(warehouse, blanking, cio_config, "r6", approve_large_change=True)
+    assert (approved.planned_changes, approved.accepted) == (5, 5)
+    assert "country" not in cio_app.person("u2").attributes  # its null was sent this time, and cleared it
 
-    # And values in the new column are a change too (control).
-    warehouse.execute("UPDATE sync.sync_customerio_people SET country = 'FR'")
-    assert run(warehouse, people_spec(fields=fields), cio_config, "r4").status == "blocked_large_change"
+    # ... and a value that turns null is sent as null, which clears the attribute.
+    warehouse.execute("UPDATE sync.sync_customerio_people SET plan = NULL WHERE id = 'u1'")
+    seen = len(cio_app.requests())
+    result = run(warehouse, blanking, cio_config, "r7")
+    assert (result.planned_changes, result.accepted) == (1, 1)
+    [operation] = batch_operations(cio_app, seen)
+    assert operation["identifiers"] == {"id": "u1"} and operation["attributes"]["plan"] is None
+    assert "plan" not in cio_app.person("u1").attributes
+
+
+def test_snapshots_hashed_with_their_nulls_before_the_upgrade_re_send_nothing(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    load_people(warehouse, PEOPLE)  # u3 has no plan: its hash is the one that moved
+    assert run(warehouse, people_spec(), cio_config, "r1").accepted == 5
+    # The snapshot as the previous version wrote it: the hash of every mapped column, nulls included.
+    warehouse.execute("UPDATE reverse_etl.snapshots SET row_hash = md5(CAST(payload AS VARCHAR))")
+    u3_old = warehouse.execute("SELECT row_hash FROM reverse_etl.snapshots WHERE pk = 'u3'").fetchone()[0]
+
+    # The first run after the upgrade, with a newly mapped column that is still null to boot.
+    warehouse.execute("ALTER TABLE sync.sync_customerio_people ADD COLUMN country VARCHAR")
+    spec = people_spec(fields={**PEOPLE_META["sync"]["fields"], "country": "country"})
+    seen = len(cio_app.requests())
+    result = run(warehouse, spec, cio_config, "r2")
+    assert (result.status, result.planned_changes, result.api_calls) == ("no_change", 0, 0)
+    assert writes(cio_app, seen) == []
+    # The run rewrote the old-style hash of the same content, so later plans compare hashes only.
+    u3_new = warehouse.execute("SELECT row_hash, run_id FROM reverse_etl.snapshots WHERE pk = 'u3'").fetchone()
+    assert u3_new[0] != u3_old and u3_new[1] == "r1"
+    assert run(warehouse, spec, cio_config, "r3").status == "no_change"

@@ -142,3 +142,24 @@ def test_a_key_that_becomes_duplicated_is_held_not_removed(conn) -> None:
     model(conn, [("u1", "a@x.com", "pro", ""), ("u2", "b@x.com", "free", "")])
     plan(conn)
     assert ops(conn) == {"u1": "unchanged", "u2": "unchanged"}
+
+
+def test_the_hash_is_of_what_is_sent_nulls_left_out_unless_they_are_sent(conn) -> None:
+    model(conn, [("u1", "a@x.com", "pro", "x"), ("u2", "b@x.com", None, "y")])
+    plan(conn)
+    accept_all(conn)
+
+    def plan_with(columns: list[str], send_nulls: bool = False) -> dict[str, str]:
+        plan_sync(conn, "people_sync", "main.people", "user_id", columns, send_nulls=send_nulls)
+        return ops(conn)
+
+    # A newly mapped column that is null sends nothing new; one with a value does.
+    conn.execute("UPDATE people SET internal = NULL WHERE user_id = 'u2'")
+    assert plan_with([*COLUMNS, "internal"]) == {"u1": "change", "u2": "unchanged"}
+    # With send_nulls its null would be sent (and clear the field): a change for every row.
+    assert plan_with([*COLUMNS, "internal"], send_nulls=True) == {"u1": "change", "u2": "change"}
+    # A column no longer mapped is no longer sent: what is left is what the destination has.
+    assert plan_with(["email"]) == {"u1": "unchanged", "u2": "unchanged"}
+    # A value that turns null is a change; a null that stays null is not.
+    conn.execute("UPDATE people SET plan = NULL")
+    assert plan_with(COLUMNS) == {"u1": "change", "u2": "unchanged"}

@@ -302,3 +302,36 @@ def test_a_non_finite_number_never_reaches_salesforce(
         destination.close()
     assert (report.outcomes[a].accepted, report.outcomes[a].sent, report.outcomes[c].accepted) == (False, False, True)
     assert collection_records(sf_app, seen) == [{"attributes": {"type": "Account"}, "Id": c, "Score__c": 3.5}]
+
+
+def test_a_newly_mapped_null_field_touches_no_record_and_with_send_nulls_a_null_clears_it(
+    warehouse: duckdb.DuckDBPyConnection, sf_app: SalesforceSandbox, sf_config: SalesforceConfig
+) -> None:
+    a, b = open_leads(sf_app, 2)
+    load_leads(warehouse, [(a, "p1", "usr_1", "lead", None, None), (b, "p2", "usr_2", "customer", None, None)])
+    assert run(warehouse, leads_spec(), sf_config, "r1").accepted == 2
+    stamps = {r["Id"]: r["SystemModstamp"] for r in sf_app.records("Lead") if r["Id"] in (a, b)}
+
+    # Title is mapped but null everywhere: without send_nulls nothing would reach Salesforce, so nothing
+    # is sent. (Re-sent, the same values would still move every record's SystemModstamp, and every
+    # incremental extract downstream would read them all again.)
+    warehouse.execute("ALTER TABLE sync.sync_salesforce_leads ADD COLUMN title VARCHAR")
+    fields = {**LEADS_META["sync"]["fields"], "title": "Title"}
+    seen = len(sf_app.requests())
+    result = run(warehouse, leads_spec(fields=fields), sf_config, "r2")
+    assert (result.status, result.planned_changes, result.api_calls) == ("no_change", 0, 0)
+    assert collection_records(sf_app, seen) == []
+    assert {r["Id"]: r["SystemModstamp"] for r in sf_app.records("Lead") if r["Id"] in (a, b)} == stamps
+
+    # With send_nulls a value that turns null is sent as null, and Salesforce clears the field.
+    warehouse.execute(f"UPDATE sync.sync_salesforce_leads SET title = 'CTO' WHERE id = '{a}'")
+    nulls = leads_spec(fields=fields, send_nulls=True, max_change_share=1.0)
+    run(warehouse, nulls, sf_config, "r3")
+    assert sf_app.record("Lead", a)["Title"] == "CTO"
+    warehouse.execute(f"UPDATE sync.sync_salesforce_leads SET title = NULL WHERE id = '{a}'")
+    seen = len(sf_app.requests())
+    result = run(warehouse, nulls, sf_config, "r4")
+    assert (result.planned_changes, result.accepted) == (1, 1)
+    [record] = collection_records(sf_app, seen)
+    assert record["Id"] == a and record["Title"] is None
+    assert sf_app.record("Lead", a)["Title"] is None
