@@ -12,7 +12,7 @@ Track API (Basic `site_id:track_api_key`; 401 is `{"meta": {"error": "Unauthoriz
   identifiers (a later identify is accepted and ignored, as Customer.io does) until unsuppressed;
 - `PUT /api/v1/customers/{id}/devices`, `DELETE /api/v1/customers/{id}/devices/{token}`;
 - `POST /api/v1/merge_customers`; `POST /api/v1/segments/{id}/add_customers|remove_customers` (manual
-  segments only);
+  segments only; an id nobody has is ignored, with a 200, as Customer.io documents);
 - `POST /api/v2/batch`: person `identify|delete|suppress|unsuppress|event|add_relationships|
   delete_relationships`, object `identify|delete|add_relationships|delete_relationships`; at most 1,000
   operations and 500 KB per request (else 400), 32 KB per operation (else that operation fails); 200 `{}`
@@ -20,6 +20,10 @@ Track API (Basic `site_id:track_api_key`; 401 is `{"meta": {"error": "Unauthoriz
 
 Every Track call is in the request log and changes the state the App API reads, and writes the
 activities Customer.io would (`profile_create`, `attribute_change`, `profile_delete`, `event`, ...).
+Customer.io accepts a Track call and processes it later; the sandbox applies it at once unless a test
+asks for the lag (`delay_identifies`): identify calls (v1 and batch) are then validated at once but
+applied only that many seconds later, so an `add_customers` sent right after the identify of a new person
+finds nobody and is ignored, as it can be in Customer.io.
 
 App API (Bearer app key), the cursor endpoints answer `next` ("" on the last page) to send back as `start`:
 
@@ -47,10 +51,12 @@ metrics, and the ESP suppressions their bounces and spam complaints cause, plus 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -180,6 +186,9 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
         self._counter = 0
         self._cio_seq = 0
         self._rejections: dict[str, list[Any]] = {}  # identifier -> [message, times left or None]
+        # Identify calls accepted but not applied yet (delay_identifies): (due on time.monotonic, apply).
+        self.identify_delay = 0.0
+        self._queued: list[tuple[float, Callable[[], None]]] = []
         self._seed()
         self.set_time(self.unix(WORLD_END))
         self._routes_track()
@@ -189,14 +198,52 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
 
     def person(self, identifier: str) -> CioPerson | None:
         """A live person by id, `cio_<cio_id>` or email."""
-        return self._find(identifier)
+        with self.lock:
+            self._apply_due()
+            return self._find(identifier)
 
     def person_for(self, world_person: Person) -> CioPerson | None:
         return self._find(world_person.user_id or world_person.email)
 
     def segment_members(self, segment_id: int) -> list[CioPerson]:
-        segment = self.segments[segment_id]
-        return [p for p in self.people.values() if self._in_segment(segment, p)]
+        with self.lock:
+            self._apply_due()
+            segment = self.segments[segment_id]
+            return [p for p in self.people.values() if self._in_segment(segment, p)]
+
+    # -- processing lag (Customer.io queues Track calls) ----------------------------------------------
+
+    def delay_identifies(self, seconds: float) -> None:
+        """From now on apply each Track identify `seconds` after it is accepted (0: at once, the default)."""
+        with self.lock:
+            self.identify_delay = max(0.0, seconds)
+
+    def settle(self) -> None:
+        """Apply every queued identify now."""
+        with self.lock:
+            self._apply_due(everything=True)
+
+    def _apply_due(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        while self._queued and (everything or self._queued[0][0] <= now):
+            self._queued.pop(0)[1]()
+
+    def _track_identify(self, identifiers: Obj, attributes: Obj, update_only: bool = False) -> None:
+        """An identify that came over the Track API: applied now, or validated now and applied later."""
+        if self.identify_delay <= 0 and not self._queued:
+            self._identify(identifiers, attributes, update_only)
+            return
+        if self._resolve(identifiers) is None:
+            raise TrackError(400, "identifiers must contain an id, email or cio_id")
+        self._check_rejection(identifiers, attributes)
+        due = time.monotonic() + self.identify_delay
+        # Applied in the order accepted; a failure then (a new person without an id) is Customer.io's
+        # to log, not the caller's to see.
+        self._queued.append((due, lambda: self._apply_queued(dict(identifiers), dict(attributes), update_only)))
+
+    def _apply_queued(self, identifiers: Obj, attributes: Obj, update_only: bool) -> None:
+        with contextlib.suppress(TrackError):
+            self._identify(identifiers, attributes, update_only, checked=True)
 
     def is_suppressed(self, identifier: str) -> bool:
         return identifier in self.suppressed
@@ -304,10 +351,13 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
             values.add(str(attributes["email"]))
         return any(v in self.suppressed for v in values)
 
-    def _identify(self, identifiers: Obj, attributes: Obj, update_only: bool = False) -> CioPerson | None:
+    def _identify(
+        self, identifiers: Obj, attributes: Obj, update_only: bool = False, checked: bool = False
+    ) -> CioPerson | None:
         if self._resolve(identifiers) is None:
             raise TrackError(400, "identifiers must contain an id, email or cio_id")
-        self._check_rejection(identifiers, attributes)
+        if not checked:  # a queued identify was checked when it was accepted
+            self._check_rejection(identifiers, attributes)
         if self._blocked(identifiers, attributes):
             return None  # Customer.io accepts and drops data for suppressed identifiers
         person = self._find_by(identifiers)
@@ -472,6 +522,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
             if body is not None and not isinstance(body, dict):
                 return cio_error(400, "the request body must be a JSON object")
             with self.lock:
+                self._apply_due()
                 try:
                     return handler(body or {}, **{k: unquote(v) for k, v in kwargs.items()}) or Response.json({})
                 except TrackError as exc:
@@ -500,7 +551,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
         return {"id": cid}
 
     def _put_customer(self, body: Obj, cid: str) -> None:
-        self._identify(self._path_identifiers(cid), body, update_only=bool(body.get("_update")))
+        self._track_identify(self._path_identifiers(cid), body, update_only=bool(body.get("_update")))
 
     def _delete_customer(self, body: Obj, cid: str) -> None:
         self._delete_person(self._find_by(self._path_identifiers(cid)))
@@ -605,7 +656,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
                     return "identifiers", "identifiers must contain an id, email or cio_id"
                 attributes = operation.get("attributes") or {}
                 if action == "identify":
-                    self._identify(identifiers, attributes)
+                    self._track_identify(identifiers, attributes)
                 elif action == "delete":
                     self._delete_person(self._find_by(identifiers))
                 elif action == "suppress":
@@ -678,6 +729,7 @@ class CustomerIOSandbox(UnixTimeMixin, SandboxApp):
             if header != f"Bearer {self.app_api_key}":
                 return cio_error(401, "Unauthorized request")
             with self.lock:
+                self._apply_due()
                 try:
                     return handler(request, **{k: unquote(v) for k, v in kwargs.items()})
                 except TrackError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import duckdb
@@ -11,7 +12,7 @@ from cdp_assets.reverse_etl.destinations import open_destination
 from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
 from cdp_assets.sandbox.customerio import CustomerIOSandbox
-from cdp_assets.sources.customerio import CustomerIOConfig
+from cdp_assets.sources.customerio import CustomerIOConfig, track_client
 from cdp_assets_tests.reverse_etl.helpers import batch_operations, row_results, set_consent, writes
 
 SEGMENT = 6  # the stand-in's manual "Enterprise prospects" segment
@@ -209,3 +210,21 @@ def test_a_segment_member_customerio_does_not_know_yet_is_created_then_added(
     assert cio_app.person("newbie").attributes["email"] == "newbie@x.com"
     assert {"m1", "newbie"} <= {p.id for p in cio_app.segment_members(SEGMENT)}
     assert row_results(warehouse, "r1")["p2"] == ("add", "accepted", None)
+
+
+def test_the_stand_in_lags_identifies_like_customerio_so_an_early_add_customers_is_ignored(
+    cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    client = track_client(cio_config)
+    add = f"{client.base_url}/segments/{SEGMENT}/add_customers"
+    cio_app.delay_identifies(0.3)
+    client.identify("late", email="late@x.com")
+    # Accepted (200) but not applied yet: the person does not exist, and the add of their id is ignored.
+    client.send_request("POST", add, {"ids": ["late"]})
+    assert cio_app.person("late") is None
+    time.sleep(0.35)
+    assert cio_app.person("late") is not None
+    assert "late" not in {p.id for p in cio_app.segment_members(SEGMENT)}
+    client.send_request("POST", add, {"ids": ["late"]})  # now Customer.io knows them: the add takes
+    assert "late" in {p.id for p in cio_app.segment_members(SEGMENT)}
+    client.close()
