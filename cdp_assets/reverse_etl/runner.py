@@ -247,8 +247,10 @@ def run_sync(
             f"; {len(failed_locally)} failed before any request (not sent, they go next run)" if failed_locally else ""
         )
         stop = report.stopped or report.failed
-        result.message = f"{summary}; {sent_summary}" + (
-            f"; stopped with {len(not_sent)} rows not sent (they go next run): {stop}" if stop else ""
+        result.message = (
+            f"{summary}; {sent_summary}"
+            + (f"; stopped with {len(not_sent)} rows not sent (they go next run): {stop}" if stop else "")
+            + "".join(f"; {note}" for note in report.notes)
         )
         _finish(conn, result, options, started, clock)
     if report.failed:

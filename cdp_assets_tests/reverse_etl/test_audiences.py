@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 import pytest
 
 from cdp_assets.reverse_etl.destinations import open_destination
+from cdp_assets.reverse_etl.destinations.customerio import CustomerIODestination
 from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
 from cdp_assets.sandbox.customerio import CustomerIOSandbox
@@ -122,7 +124,9 @@ def test_segment_audience_adds_and_removes_members(
     load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "m2", "m2@x.com")])
     seen = len(cio_app.requests())
     first = run(warehouse, spec, cio_config, "r1")
-    assert (first.status, first.accepted, first.api_calls) == ("success", 2, 2)
+    # The identify batch, the add, and one read of the segment's membership that finds both added.
+    assert (first.status, first.accepted, first.api_calls) == ("success", 2, 3)
+    assert [r.path for r in cio_app.requests("GET")[-1:]] == [f"/v1/segments/{SEGMENT}/membership"]
     # Identified first (add_customers ignores unknown ids), then added.
     assert writes(cio_app, seen) == [
         ("POST", "/api/v2/batch", {"batch": [identify("m1"), identify("m2")]}),
@@ -228,3 +232,74 @@ def test_the_stand_in_lags_identifies_like_customerio_so_an_early_add_customers_
     client.send_request("POST", add, {"ids": ["late"]})  # now Customer.io knows them: the add takes
     assert "late" in {p.id for p in cio_app.segment_members(SEGMENT)}
     client.close()
+
+
+def run_with_checks(
+    conn: duckdb.DuckDBPyConnection, spec: SyncSpec, config: CustomerIOConfig, run_id: str, checks: int = 4
+) -> SyncResult:
+    """A run whose membership checks wait 0.1 s, 0.2 s, 0.4 s (not the 2 s, 4 s, 8 s of a real run)."""
+    destination = CustomerIODestination(config, segment_checks=checks, segment_settle_seconds=0.1)
+    try:
+        return run_sync(conn, spec, destination, RunOptions(), run_id)
+    finally:
+        destination.close()
+
+
+def segment_adds(app: CustomerIOSandbox, since: int = 0) -> list[list[str]]:
+    return [body["ids"] for _, path, body in writes(app, since) if path.endswith("/add_customers")]
+
+
+def test_a_segment_add_that_reached_customerio_before_the_identify_is_checked_and_sent_again(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    # Customer.io processes the identify of the new member 0.2 s after accepting it, so the add that
+    # follows at once is ignored (200). It used to be recorded accepted and committed: never added.
+    spec = audience_spec({"type": "manual_segment", "segment_id": SEGMENT})
+    cio_app.delay_identifies(0.2)
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "newbie", "newbie@x.com")])
+    result = run_with_checks(warehouse, spec, cio_config, "r1")
+    assert (result.status, result.accepted, result.rejected) == ("success", 2, 0)
+    assert {"m1", "newbie"} <= {p.id for p in cio_app.segment_members(SEGMENT)}
+    # m1 was in at the first check; newbie was added again until the segment had them.
+    adds = segment_adds(cio_app)
+    assert adds[0] == ["m1", "newbie"] and all(ids == ["newbie"] for ids in adds[1:]) and len(adds) >= 2
+    assert row_results(warehouse, "r1") == {"p1": ("add", "accepted", None), "p2": ("add", "accepted", None)}
+    assert len(cio_app.requests("GET", f"/v1/segments/{SEGMENT}/membership")) == len(adds)
+
+
+def test_a_member_customerio_never_takes_is_rejected_with_why_and_sent_again_next_run(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    # A suppressed id: Customer.io accepts its identify and drops it, and ignores its add.
+    spec = audience_spec({"type": "manual_segment", "segment_id": SEGMENT})
+    cio_app.suppress("ghost")
+    load_members(warehouse, [("p1", "m1", "m1@x.com"), ("p2", "ghost", "ghost@x.com")])
+    result = run_with_checks(warehouse, spec, cio_config, "r1", checks=3)
+    assert (result.status, result.accepted, result.rejected) == ("partial", 1, 1)
+    assert segment_adds(cio_app) == [["m1", "ghost"], ["ghost"], ["ghost"]]
+    op, status, error = row_results(warehouse, "r1")["p2"]
+    assert (op, status) == ("add", "rejected")
+    assert f"did not add 'ghost' to manual segment {SEGMENT}" in (error or "")
+    assert "after 3 checks over 0.3 s" in (error or "")
+    assert warehouse.execute("SELECT pk FROM reverse_etl.snapshots").fetchall() == [("p1",)]
+
+    # Not committed: the next run sends it again (and takes it once Customer.io does).
+    client = track_client(cio_config)
+    client.unsuppress("ghost")
+    client.close()
+    seen = len(cio_app.requests())
+    again = run_with_checks(warehouse, spec, cio_config, "r2")
+    assert (again.planned_adds, again.accepted) == (1, 1)
+    assert segment_adds(cio_app, seen) == [["ghost"]]
+    assert "ghost" in {p.id for p in cio_app.segment_members(SEGMENT)}
+
+
+def test_without_an_app_api_key_segment_adds_are_taken_on_customerios_word_and_the_run_says_so(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, people: list[str]
+) -> None:
+    spec = audience_spec({"type": "manual_segment", "segment_id": SEGMENT})
+    load_members(warehouse, [("p1", "m1", "m1@x.com")])
+    result = run(warehouse, spec, replace(cio_config, app_api_key=""), "r1")
+    assert (result.status, result.accepted, result.api_calls) == ("success", 1, 2)
+    assert "1 manual-segment add(s) not checked: without an App API key" in result.message
+    assert cio_app.requests("GET") == []

@@ -50,6 +50,7 @@ class SendReport:
     outcomes: dict[str, RowOutcome] = field(default_factory=dict)
     stopped: str | None = None  # a quota ran out: why (the run ends as quota_stopped)
     failed: str | None = None  # the API kept failing (retries exhausted, auth): why
+    notes: list[str] = field(default_factory=list)  # what the run's message should also say
 
     @property
     def interrupted(self) -> bool:

@@ -15,7 +15,12 @@ What each kind of row becomes (`render`):
   so leaving an audience never creates anyone;
 - audiences, manual segment: `POST /api/v1/segments/{id}/add_customers|remove_customers`, 1,000 ids a
   call; an add first identifies the member (batch, with the email) because add_customers ignores an
-  id Customer.io does not know yet, without an error.
+  id Customer.io does not know yet, without an error. Customer.io processes the identify later, though,
+  so the add can still arrive first: the adds are then checked against the segment's membership (App
+  API), and the members it lacks are added again after a wait (doubling each time), up to
+  `segment_checks` reads; a member still missing is rejected with why (not committed: the row is
+  retried next run). Without an App API key the check cannot be made: the adds are taken on
+  Customer.io's 200, and the run's message says so.
 
 A change that moved a member to another identifier first takes the old one out. Calls run removals
 first, then additions, so such a move never leaves the person out.
@@ -44,7 +49,7 @@ from cdp_assets.reverse_etl.destinations import (
     unencodable,
 )
 from cdp_assets.reverse_etl.spec import SyncSpec
-from cdp_assets.sources.customerio import CustomerIOConfig, track_client
+from cdp_assets.sources.customerio import CustomerIOConfig, _AppClient, track_client
 from cdp_assets.sources.policy import (
     ApiPolicy,
     CallStats,
@@ -60,6 +65,11 @@ TRACK_RATE_PER_SECOND = 80.0  # Track API allows about 100/s (saas-apis.md §8);
 MAX_BATCH_OPERATIONS = 1000
 MAX_BATCH_BYTES = 450 * 1024  # the API's limit is 500 KB; leave room for the envelope
 MAX_SEGMENT_IDS = 1000
+# After a manual-segment add: how often the segment's membership is read before a member it still lacks
+# is rejected, and the first wait between reads (doubled each time; 2 + 4 + 8 s at most by default).
+SEGMENT_CHECKS = 4
+SEGMENT_SETTLE_SECONDS = 2.0
+MEMBERSHIP_PAGE = 30_000  # the App API's largest page of segment membership
 # Calls that take someone out run before calls that put someone in (a moved member is never left out).
 CALL_ORDER = ("segment_remove", "update", "suppress", "batch", "segment_add")
 
@@ -136,7 +146,19 @@ class _Stop(Exception):
 
 
 class CustomerIODestination:
-    def __init__(self, config: CustomerIOConfig) -> None:
+    def __init__(
+        self,
+        config: CustomerIOConfig,
+        segment_checks: int = SEGMENT_CHECKS,
+        segment_settle_seconds: float = SEGMENT_SETTLE_SECONDS,
+    ) -> None:
+        if segment_checks < 1:
+            raise ValueError(f"segment_checks must be at least 1, got {segment_checks}")
+        self.config = config
+        self.segment_checks = segment_checks
+        self.segment_settle_seconds = segment_settle_seconds
+        self._app: _AppClient | None = None  # the App API, opened on the first membership check
+        self._notes: list[str] = []
         self.client = track_client(config)
         # Our policy is the only retry layer: it counts retries and honours Retry-After.
         self.client.http.get_adapter("https://track.customer.io").max_retries = Urllib3Retry(0, read=False)
@@ -155,6 +177,8 @@ class CustomerIODestination:
 
     def close(self) -> None:
         self.client.close()
+        if self._app is not None:
+            self._app.session.close()
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last = response
@@ -253,6 +277,7 @@ class CustomerIODestination:
                 report.stopped = str(stop)
             else:
                 report.failed = str(stop)
+        report.notes, self._notes = self._notes, []
         for row in rows:
             if row.pk in report.outcomes:
                 continue
@@ -323,26 +348,135 @@ class CustomerIODestination:
         succeeded: Callable[[str], None],
         failed: Callable[[str, str, bool], None],
     ) -> None:
-        by_segment: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        by_segment: dict[int, list[tuple[str, str]]] = {}
         for pk, call in calls:
-            by_segment.setdefault(int(call["segment_id"]), []).append((pk, call))
+            by_segment.setdefault(int(call["segment_id"]), []).append((pk, str(call["id"])))
         action = "add_customers" if kind == "segment_add" else "remove_customers"
+        added: dict[int, list[tuple[str, str]]] = {}
         for segment_id, members in by_segment.items():
-            url = f"{self.client.base_url}/segments/{segment_id}/{action}"
-            for start in range(0, len(members), MAX_SEGMENT_IDS):
-                chunk = members[start : start + MAX_SEGMENT_IDS]
-                body = {"ids": [call["id"] for _, call in chunk]}
-                try:
-                    self._call(lambda body=body, url=url: self.client.send_request("POST", url, body))
-                except _Stop:
-                    raise
-                except CustomerIOException as exc:
-                    message, was_reached = self._error(exc), self._reached(exc)
-                    for pk, _ in chunk:
-                        failed(pk, message, was_reached)
-                else:
+            if action == "remove_customers":
+                # An id that is not in the segment (or that nobody has) is no member: nothing to check.
+                self._post_members(action, segment_id, members, succeeded, failed)
+            else:
+                added[segment_id] = self._post_members(action, segment_id, members, None, failed)
+        if added:
+            self._confirm_adds(added, succeeded, failed)
+
+    def _post_members(
+        self,
+        action: str,
+        segment_id: int,
+        members: list[tuple[str, str]],
+        succeeded: Callable[[str], None] | None,
+        failed: Callable[[str, str, bool], None],
+    ) -> list[tuple[str, str]]:
+        """add_customers or remove_customers of (pk, id) members, 1,000 ids a call; the members of the
+        calls Customer.io answered 2xx (passed to `succeeded` when given)."""
+        url = f"{self.client.base_url}/segments/{segment_id}/{action}"
+        answered: list[tuple[str, str]] = []
+        for start in range(0, len(members), MAX_SEGMENT_IDS):
+            chunk = members[start : start + MAX_SEGMENT_IDS]
+            body = {"ids": list(dict.fromkeys(member_id for _, member_id in chunk))}
+            try:
+                self._call(lambda body=body, url=url: self.client.send_request("POST", url, body))
+            except _Stop:
+                raise
+            except CustomerIOException as exc:
+                message, was_reached = self._error(exc), self._reached(exc)
+                for pk, _ in chunk:
+                    failed(pk, message, was_reached)
+            else:
+                answered += chunk
+                if succeeded is not None:
                     for pk, _ in chunk:
                         succeeded(pk)
+        return answered
+
+    def _confirm_adds(
+        self,
+        added: dict[int, list[tuple[str, str]]],
+        succeeded: Callable[[str], None],
+        failed: Callable[[str, str, bool], None],
+    ) -> None:
+        """Count an add as done only once the segment has the member. add_customers answers 200 and
+        ignores an id Customer.io does not know, and the identify sent before it may not have been
+        processed yet: the members the segment lacks are added again after a wait, and those it still
+        lacks after `segment_checks` reads are rejected (the row is retried next run)."""
+        if not self.config.app_api_key:
+            for members in added.values():
+                for pk, _ in members:
+                    succeeded(pk)
+            count = sum(len(members) for members in added.values())
+            self._notes.append(
+                f"{count} manual-segment add(s) not checked: without an App API key (CUSTOMERIO_APP_API_KEY) "
+                "the segment's membership cannot be read, so they are taken on Customer.io's 200 (it ignores "
+                "an id it does not know yet)"
+            )
+            return
+        waiting = {segment_id: _by_id(members) for segment_id, members in added.items()}
+        delay = self.segment_settle_seconds
+        waited = 0.0
+        for check in range(1, self.segment_checks + 1):
+            if check > 1:
+                self.policy.sleep(delay)
+                self.policy.stats.waited_seconds += delay
+                waited += delay
+                delay *= 2
+            for segment_id in list(waiting):
+                try:
+                    members = self._segment_ids(segment_id)
+                except Exception as exc:  # whatever the App API did (HTTP error, refused key, not JSON): say it
+                    message = (
+                        f"add_customers answered 200, but manual segment {segment_id}'s membership could not be "
+                        f"read to check it: {type(exc).__name__}: {str(exc)[:300]}; the row is sent again next run"
+                    )
+                    for pks in waiting.pop(segment_id).values():
+                        for pk in pks:
+                            failed(pk, message, True)
+                    continue
+                for member_id in [m for m in waiting[segment_id] if m in members]:
+                    for pk in waiting[segment_id].pop(member_id):
+                        succeeded(pk)
+                if not waiting[segment_id]:
+                    del waiting[segment_id]
+            if not waiting or check == self.segment_checks:
+                break
+            # Customer.io may have processed the identify by now: the add again (it is idempotent).
+            for segment_id, ids in list(waiting.items()):
+                members_left = [(pk, member_id) for member_id, pks in ids.items() for pk in pks]
+                answered = {
+                    member_id
+                    for _, member_id in self._post_members("add_customers", segment_id, members_left, None, failed)
+                }
+                waiting[segment_id] = {m: pks for m, pks in ids.items() if m in answered}
+        for segment_id, ids in waiting.items():
+            for member_id, pks in ids.items():
+                message = (
+                    f"Customer.io did not add {member_id!r} to manual segment {segment_id}: still not a member "
+                    f"after {self.segment_checks} checks over {waited:g} s (add_customers ignores an id nobody "
+                    "has; the identify sent before it may not be processed yet, or the person is suppressed); "
+                    "the row is sent again next run"
+                )
+                for pk in pks:
+                    failed(pk, message, True)
+
+    def _segment_ids(self, segment_id: int) -> set[str]:
+        """The ids of a segment's members, from the App API (its pages of up to 30,000)."""
+        if self._app is None:
+            # Its calls count in this destination's stats (api_calls, retries, waits).
+            self._app = _AppClient(self.config, self.policy.stats)
+        found: set[str] = set()
+        for page in self._app.pages(f"segments/{segment_id}/membership", "ids", {"limit": MEMBERSHIP_PAGE}):
+            found.update(str(member_id) for member_id in page if member_id not in (None, ""))
+        return found
+
+
+def _by_id(members: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """id -> the pks of the rows that add it (two rows can address one person)."""
+    grouped: dict[str, list[str]] = {}
+    for pk, member_id in members:
+        grouped.setdefault(member_id, []).append(pk)
+    return grouped
 
 
 def _chunks_by_size(calls: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
