@@ -12,6 +12,7 @@ from cdp_assets.reverse_etl.destinations import OutgoingRow, RowOutcome, open_de
 from cdp_assets.reverse_etl.runner import DestinationUnavailable, RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
 from cdp_assets.sandbox.customerio import CustomerIOSandbox, rate_limit_fault, server_error_fault
+from cdp_assets.sandbox.http import Fault, Response
 from cdp_assets.sources.customerio import CustomerIOConfig
 from cdp_assets_tests.reverse_etl.helpers import batch_operations, previews, row_results, set_consent, writes
 
@@ -507,3 +508,26 @@ def test_snapshots_hashed_with_their_nulls_before_the_upgrade_re_send_nothing(
     u3_new = warehouse.execute("SELECT row_hash, run_id FROM reverse_etl.snapshots WHERE pk = 'u3'").fetchone()
     assert u3_new[0] != u3_old and u3_new[1] == "r1"
     assert run(warehouse, spec, cio_config, "r3").status == "no_change"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><body><h1>502 Bad Gateway</h1></body></html>",  # a proxy's page
+        '{"errors": [{"batch_index": 1, "reas',  # cut short
+        '{"errors": [{"reason": "invalid", "message": "no index"}]}',  # does not say which
+    ],
+)
+def test_a_207_that_does_not_say_which_operations_failed_rejects_the_batch_instead_of_crashing(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig, body: str
+) -> None:
+    load_people(warehouse, PEOPLE[:2])
+    cio_app.inject(Fault(Response(207, body, {"Content-Type": "text/html"}), path="/api/v2/batch"))
+    # It used to raise (JSONDecodeError, AttributeError): no ledger, nothing committed, the run failed.
+    first = run(warehouse, people_spec(), cio_config, "r1")
+    assert (first.status, first.accepted, first.rejected) == ("partial", 0, 2)
+    errors = {pk: error for pk, (_, status, error) in row_results(warehouse, "r1").items() if status == "rejected"}
+    assert set(errors) == {"u1", "u2"}
+    assert all(e.startswith("HTTP 207 without a readable list of the failed operations: ") for e in errors.values())
+    assert warehouse.execute("SELECT count(*) FROM reverse_etl.snapshots").fetchone()[0] == 0
+    assert run(warehouse, people_spec(), cio_config, "r2").accepted == 2  # both go again

@@ -10,6 +10,7 @@ from cdp_assets.reverse_etl.destinations import OutgoingRow, open_destination
 from cdp_assets.reverse_etl.destinations.salesforce import SalesforceDestination
 from cdp_assets.reverse_etl.runner import RunOptions, SyncResult, run_sync
 from cdp_assets.reverse_etl.spec import SyncSpec, spec_from_meta
+from cdp_assets.sandbox.http import Fault, Response
 from cdp_assets.sandbox.salesforce import SalesforceSandbox
 from cdp_assets.sources.salesforce import SalesforceConfig
 from cdp_assets_tests.reverse_etl.helpers import row_results, writes
@@ -335,3 +336,22 @@ def test_a_newly_mapped_null_field_touches_no_record_and_with_send_nulls_a_null_
     [record] = collection_records(sf_app, seen)
     assert record["Id"] == a and record["Title"] is None
     assert sf_app.record("Lead", a)["Title"] is None
+
+
+def test_an_answer_that_is_not_json_rejects_its_records_instead_of_crashing(
+    warehouse: duckdb.DuckDBPyConnection, sf_app: SalesforceSandbox, sf_config: SalesforceConfig
+) -> None:
+    leads = open_leads(sf_app, 3)
+    load_leads(warehouse, [(lead, f"p{i}", f"usr_{i}", "lead", None, None) for i, lead in enumerate(leads)])
+    # The first call's 200 (two records) is cut short; the second's (one record) lists something else.
+    sf_app.inject(Fault(Response(200, '[{"id": "00Q', {"Content-Type": "application/json"}), path="composite"))
+    sf_app.inject(Fault(Response(200, '["?"]', {"Content-Type": "application/json"}), path="composite"))
+    first = run(warehouse, leads_spec(), sf_config, "r1", batch_size=2)
+    assert (first.status, first.accepted, first.rejected) == ("partial", 0, 3)
+    results = row_results(warehouse, "r1")
+    for lead in leads[:2]:
+        assert results[lead][1] == "rejected"
+        assert (results[lead][2] or "").startswith("Salesforce's answer is not JSON: JSONDecodeError")
+    assert results[leads[2]] == ("add", "rejected", "UNREADABLE_RESULT: ?")
+    second = run(warehouse, leads_spec(), sf_config, "r2")
+    assert (second.status, second.accepted) == ("success", 3)

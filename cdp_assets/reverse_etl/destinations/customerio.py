@@ -326,15 +326,15 @@ class CustomerIODestination:
                 for pk, _ in chunk:
                     failed(pk, message, was_reached)
                 continue
-            item_errors: dict[int, str] = {}
-            if response.status_code == 207:
-                for error in (response.json() or {}).get("errors") or []:
-                    index = error.get("batch_index")
-                    if isinstance(index, int) and 0 <= index < len(chunk):
-                        detail = (
-                            f"{error.get('reason', 'invalid')} {error.get('field', '')}: {error.get('message', '')}"
-                        )
-                        item_errors[index] = detail.strip()
+            item_errors = _batch_errors(response, len(chunk)) if response.status_code == 207 else {}
+            if item_errors is None:
+                # A 207 says some operations failed; a body that does not say which (not JSON, cut
+                # short, another shape) leaves every one in doubt: all rejected, so all go again next
+                # run (an identify is idempotent) rather than some being committed unsent.
+                message = f"HTTP 207 without a readable list of the failed operations: {response.text[:300]}"
+                for pk, _ in chunk:
+                    failed(pk, message, True)
+                continue
             for index, (pk, _) in enumerate(chunk):
                 if index in item_errors:
                     failed(pk, item_errors[index], True)
@@ -477,6 +477,25 @@ def _by_id(members: list[tuple[str, str]]) -> dict[str, list[str]]:
     for pk, member_id in members:
         grouped.setdefault(member_id, []).append(pk)
     return grouped
+
+
+def _batch_errors(response: requests.Response, operations: int) -> dict[int, str] | None:
+    """batch_index -> why, from a 207's `{"errors": [{batch_index, reason, field, message}]}`; None when
+    the body does not name every failed operation's index."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return None
+    found: dict[int, str] = {}
+    for error in errors:
+        index = error.get("batch_index") if isinstance(error, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < operations:
+            return None
+        found[index] = f"{error.get('reason', 'invalid')} {error.get('field', '')}: {error.get('message', '')}".strip()
+    return found
 
 
 def _chunks_by_size(calls: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import requests
 from simple_salesforce.exceptions import SalesforceError
 
 from cdp_assets.reverse_etl.destinations import (
@@ -154,6 +155,13 @@ class SalesforceDestination:
             raise _Stop("stopped", str(exc)) from exc
         except RetriesExhausted as exc:
             raise _Stop("failed", str(exc)) from exc
+        except requests.JSONDecodeError as exc:
+            # A 2xx whose body is not JSON (cut short, or an HTML page from a proxy): the records may or
+            # may not have been written, and nothing says which. They are rejected with why, so they go
+            # again next run (an update is idempotent), and the run goes on with the next call.
+            for pk, _ in chunk:
+                report.outcomes[pk] = RowOutcome(False, f"Salesforce's answer is not JSON: {type(exc).__name__}: {exc}")
+            return None
         except SalesforceError as exc:
             if exc.status == 400:
                 # The request as a whole was refused (malformed): every row in it is rejected with why.
@@ -164,7 +172,13 @@ class SalesforceDestination:
         results = answer if isinstance(answer, list) else []
         if len(results) != len(chunk):
             raise _Stop("failed", f"Salesforce answered {len(results)} results for {len(chunk)} records")
-        return results
+        # A result that is not an object says nothing about its record: a failure, with what it was.
+        return [
+            r
+            if isinstance(r, dict)
+            else {"success": False, "errors": [{"statusCode": "UNREADABLE_RESULT", "message": str(r)[:200]}]}
+            for r in results
+        ]
 
 
 def _errors(errors: Any) -> str:
