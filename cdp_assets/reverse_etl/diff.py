@@ -25,8 +25,8 @@ rewrites such a row's hash, so only the first run after the upgrade pays for it.
 and new hashes are the same.
 
 Only rows the destination accepted are committed, so a rejected row keeps its old hash (or none) and is
-planned again next run even if the model did not change. Keys that are null or duplicated in the model
-are never sent: they are counted and recorded as invalid. A duplicated key that the snapshot holds is
+planned again next run even if the model did not change. Keys that are null, blank or duplicated in the
+model are never sent: they are counted and recorded as invalid. A duplicated key that the snapshot holds is
 neither changed nor removed: the destination keeps what it was last sent until the model has one row
 for it again.
 """
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.snapshots (
 """
 
 OPS = ("add", "change", "remove", "unchanged", "invalid")
+# A key made only of whitespace (RE2: ASCII \s, Unicode separators, zero-width space and BOM).
+BLANK = r"[\s\p{Z}\x{200B}\x{FEFF}]*"
 
 
 def model_columns(conn: Connection, model: str) -> list[str]:
@@ -165,21 +167,28 @@ def plan_sync(
     conn.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {quote(table)} AS
-        WITH model AS (
+        WITH keyed AS (
             SELECT CAST({key} AS VARCHAR) AS pk, {payload} AS payload, {sent} AS sent,
                    count(*) OVER (PARTITION BY {key}) AS copies
             FROM {relation}
+        ), model AS (
+            -- A blank key (empty, or only spaces, Unicode ones too) names no record: sent, it is refused
+            -- every run (Customer.io: "id cannot be blank"), or worse creates a person or record whose
+            -- id is spaces. It is invalid, as a null key is.
+            SELECT *, CASE WHEN pk IS NULL THEN 'null primary key'
+                           WHEN regexp_full_match(pk, '{BLANK}') THEN 'blank primary key'
+                           WHEN copies > 1 THEN 'duplicate primary key' END AS problem
+            FROM keyed
         ), valid AS (
-            SELECT pk, payload, md5(sent) AS row_hash FROM model
-            WHERE pk IS NOT NULL AND copies = 1
+            SELECT pk, payload, md5(sent) AS row_hash FROM model WHERE problem IS NULL
         ), snap AS (
-            -- A key duplicated in the model is held as it is: leaving its snapshot row out of the join
-            -- keeps it from turning into a remove (which would take the member out of the destination
-            -- or blank its fields), and since the plan has no add, change or remove for it, commit
-            -- leaves its snapshot row alone too.
+            -- A key duplicated (or blank) in the model is held as it is: leaving its snapshot row out of
+            -- the join keeps it from turning into a remove (which would take the member out of the
+            -- destination or blank its fields), and since the plan has no add, change or remove for it,
+            -- commit leaves its snapshot row alone too.
             SELECT s.pk, s.row_hash, s.payload FROM {SCHEMA}.snapshots s
             WHERE s.sync = $sync
-              AND NOT EXISTS (SELECT 1 FROM model m WHERE m.pk = s.pk AND m.copies > 1)
+              AND NOT EXISTS (SELECT 1 FROM model m WHERE m.pk = s.pk AND m.problem IS NOT NULL)
         )
         SELECT coalesce(v.pk, s.pk) AS pk,
                CASE WHEN s.pk IS NULL THEN 'add'
@@ -192,9 +201,7 @@ def plan_sync(
                v.row_hash, v.payload, s.payload AS previous_payload, CAST(NULL AS VARCHAR) AS reason
         FROM valid v FULL OUTER JOIN snap s ON s.pk = v.pk
         UNION ALL
-        SELECT pk, 'invalid', NULL, payload, NULL,
-               CASE WHEN pk IS NULL THEN 'null primary key' ELSE 'duplicate primary key' END
-        FROM model WHERE pk IS NULL OR copies > 1
+        SELECT pk, 'invalid', NULL, payload, NULL, problem FROM model WHERE problem IS NOT NULL
         """,
         {"sync": sync, "full": full_resync},
     )

@@ -531,3 +531,18 @@ def test_a_207_that_does_not_say_which_operations_failed_rejects_the_batch_inste
     assert all(e.startswith("HTTP 207 without a readable list of the failed operations: ") for e in errors.values())
     assert warehouse.execute("SELECT count(*) FROM reverse_etl.snapshots").fetchone()[0] == 0
     assert run(warehouse, people_spec(), cio_config, "r2").accepted == 2  # both go again
+
+
+def test_a_blank_id_is_invalid_not_sent_nor_a_person_named_with_spaces(
+    warehouse: duckdb.DuckDBPyConnection, cio_app: CustomerIOSandbox, cio_config: CustomerIOConfig
+) -> None:
+    # It was sent: "" was refused every run ("id cannot be blank"), and "  " created a person so named.
+    load_people(warehouse, [("", "a@x.com", "pro", 1.0, "p1"), ("  ", "b@x.com", "pro", 1.0, "p2"), *PEOPLE[2:3]])
+    result = run(warehouse, people_spec(), cio_config, "r1")
+    assert (result.status, result.invalid, result.accepted) == ("success", 2, 1)
+    assert {pk: r[1:] for pk, r in row_results(warehouse, "r1").items() if pk.strip() == ""} == {
+        "": ("invalid", "blank primary key"),
+        "  ": ("invalid", "blank primary key"),
+    }
+    assert [op["identifiers"] for op in batch_operations(cio_app)] == [{"id": "u3"}]
+    assert cio_app.person("  ") is None

@@ -163,3 +163,17 @@ def test_the_hash_is_of_what_is_sent_nulls_left_out_unless_they_are_sent(conn) -
     # A value that turns null is a change; a null that stays null is not.
     conn.execute("UPDATE people SET plan = NULL")
     assert plan_with(COLUMNS) == {"u1": "change", "u2": "unchanged"}
+
+
+def test_blank_keys_are_invalid_never_sent_and_a_committed_one_is_not_removed(conn) -> None:
+    model(conn, [("u1", "a@x.com", "pro", ""), ("  ", "s@x.com", "pro", "")])
+    plan(conn)
+    accept_all(conn)  # a snapshot from before blank keys were refused: it holds "  "
+    model(conn, [("u1", "a@x.com", "pro", ""), ("", "e@x.com", "pro", ""), ("  ", "s@x.com", "pro", "")])
+    model_rows = [("\u00a0\u3000", "n@x.com", "pro", ""), ("\t", "t@x.com", "pro", ""), (" u2 ", "u@x.com", "pro", "")]
+    for row in model_rows:
+        conn.execute("INSERT INTO people VALUES (?, ?, ?, ?)", list(row))
+    result = plan(conn)
+    assert (result.invalid, result.removes, result.adds) == (4, 0, 1)  # " u2 " is a key, if an odd one
+    reasons = conn.execute("SELECT DISTINCT reason FROM _sync_plan WHERE op = 'invalid'").fetchall()
+    assert reasons == [("blank primary key",)]
