@@ -75,10 +75,15 @@ class Fault:
     method: str | None = None
     path: str | None = None  # a regex searched in the path
     delay: float = 0.0  # seconds to wait before answering (a timeout, if longer than the client waits)
+    # Query arguments the request must carry with these values (e.g. {"after": <cursor>}: only the page
+    # after that cursor gets the fault); an empty string matches a request without the argument.
+    args: dict[str, str] = field(default_factory=dict)
 
     def matches(self, request: Request) -> bool:
-        return (self.method is None or self.method == request.method) and (
-            self.path is None or re.search(self.path, request.path) is not None
+        return (
+            (self.method is None or self.method == request.method)
+            and (self.path is None or re.search(self.path, request.path) is not None)
+            and all((request.arg(name) or "") == value for name, value in self.args.items())
         )
 
 

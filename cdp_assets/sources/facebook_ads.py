@@ -324,15 +324,20 @@ class _Graph:
         by hand puts each page's request under the policy. `load_next_page` changes nothing when its
         request fails, so calling it again is a clean retry. It stops when Graph sends no `paging.next`,
         so there is one request per page and none after the last.
+
+        An empty page is not the end: Graph sends one with a `paging.next` when a page's worth of
+        objects was filtered out server-side, and `load_next_page` returns False for it as it does
+        after the last page. Only the SDK's "no next" flag ends the edge.
         """
         cursor = self.call(first)
         while True:
             yield [cursor[i] for i in range(len(cursor))]
-            # After the last page load_next_page returns False without a request; asking the flag
-            # first keeps that no-op out of the call count (if a later SDK drops the flag, the no-op
-            # is merely counted).
-            if getattr(cursor, "_finished_iteration", False) or not self.call(cursor.load_next_page):
+            finished = getattr(cursor, "_finished_iteration", None)
+            if finished:
                 return
+            loaded = self.call(cursor.load_next_page)
+            if finished is None and not loaded:
+                return  # an SDK without the flag: its return value is all there is to go by
 
     def account_ids(self) -> list[str]:
         if self._accounts is None:

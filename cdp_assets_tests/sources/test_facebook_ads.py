@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
@@ -23,6 +24,8 @@ from cdp_assets.sandbox.facebook import (
     server_error_fault,
     throttle_fault,
 )
+from cdp_assets.sandbox.facebook import _cursor as graph_cursor
+from cdp_assets.sandbox.http import Fault, Response
 from cdp_assets.settings import SettingsError
 from cdp_assets.sources.facebook_ads import (
     FacebookAdsConfig,
@@ -359,3 +362,26 @@ def test_config_keeps_secrets_out_of_repr_and_reads_the_environment() -> None:
     with pytest.raises(SettingsError, match="FACEBOOK_START_DATE"):
         FacebookAdsConfig.from_env({"FACEBOOK_ACCESS_TOKEN": "x", "FACEBOOK_START_DATE": "01/02/2025"})
     assert dataclasses.replace(config, attribution_window_days=0).attribution_window_days == 0
+
+
+def test_an_empty_page_with_a_next_cursor_does_not_end_the_edge(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    # Graph answers an empty page, with a next cursor, where a page's worth of objects was filtered out
+    # server-side. Here the second page of each account: empty, pointing on to the same position (spelt
+    # differently, as a new cursor is).
+    empty = {
+        "data": [],
+        "paging": {"cursors": {"before": graph_cursor(2), "after": _equivalent_cursor(2)}, "next": "x"},
+    }
+    app.inject(Fault(Response.json(empty), times=2, path=r"/campaigns$", args={"after": graph_cursor(2)}))
+    _run(pipeline, _config(server, page_size=2), None, "campaigns")
+    # Every campaign: the empty page used to stop the paging, silently leaving the rest out.
+    assert sorted(_campaign_names(pipeline)) == sorted(c.id for c in app.objects("campaign"))
+    assert len(app.requests("GET", r"/campaigns$")) == 2 * 3  # per account: two pages and the empty one
+
+
+def _equivalent_cursor(position: int) -> str:
+    """Another cursor string for the stand-in's `position` (it reads "pos:02" as 2)."""
+    return base64.urlsafe_b64encode(f"pos:0{position}".encode()).decode().rstrip("=")
