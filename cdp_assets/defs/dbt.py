@@ -13,6 +13,7 @@ deployment builds it at image build time and never pays for it at load.
 """
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -112,6 +113,22 @@ def folder_group(fqn: list[str]) -> str:
 project = build_project()
 
 
+class DbtBuildConfig(dg.Config):
+    """Run config of the dbt build (Launchpad)."""
+
+    # Lets this one run through identity's run gates (identity_graph's identity_profile_size and
+    # identity_change_share tests, macros/identity/identity_gates.sql) after a person has looked at
+    # the change they stopped: the dbt var identity_gates_approved.
+    approve_identity_change: bool = False
+
+
+def build_args(config: DbtBuildConfig) -> list[str]:
+    args = ["build"]
+    if config.approve_identity_change:
+        args += ["--vars", json.dumps({"identity_gates_approved": True})]
+    return args
+
+
 @dbt_assets(
     manifest=project.manifest_path,
     project=project,
@@ -121,7 +138,7 @@ project = build_project()
     pool=WAREHOUSE_POOL,
 )
 def cdp_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, config: DbtBuildConfig
 ) -> Iterator[Any]:
     settings = warehouse.settings()
     # Run artifacts (run_results.json, logs) go to the data folder, one folder per run, rather than
@@ -129,7 +146,7 @@ def cdp_dbt_models(
     target = settings.data_dir / "dbt" / context.run.run_id
     # `dbt build`: models and their tests in DAG order, so a failing test stops what depends on it.
     with dbt_environment(settings.duckdb_path):
-        yield from dbt.cli(["build"], context=context, target_path=target).stream()
+        yield from dbt.cli(build_args(config), context=context, target_path=target).stream()
 
 
 defs = dg.Definitions(

@@ -107,3 +107,22 @@ def test_dbt_tests_are_asset_checks_of_the_new_models(defs: dg.Definitions) -> N
         assert any(name.startswith("only_eligible_profiles") for name in checks[model]), model
     for model in SHARED_MODELS:
         assert checks.get(model), f"{model} has no dbt test as an asset check"
+    # identity's run gates are checks of identity_graph: a failing one stops what reads the graph
+    for gate in ("identity_profile_size", "identity_change_share", "identity_quarantined_share"):
+        assert any(name.startswith(gate) for name in checks["identity_graph"]), gate
+
+
+def test_approving_an_identity_change_is_run_config_of_the_dbt_build(defs: dg.Definitions) -> None:
+    """Launchpad config `approve_identity_change` lets one build through the gates (dbt var)."""
+    from cdp_assets.defs.dbt import DbtBuildConfig, build_args
+
+    job = defs.resolve_job_def("saas_daily_job")
+    node = next(n for n in job.graph.node_dict if n.startswith("cdp_dbt_models"))
+    fields = job.run_config_schema.config_type.fields["ops"].config_type.fields[node].config_type.fields
+    assert "approve_identity_change" in fields["config"].config_type.fields
+    assert build_args(DbtBuildConfig()) == ["build"]
+    assert build_args(DbtBuildConfig(approve_identity_change=True)) == [
+        "build",
+        "--vars",
+        '{"identity_gates_approved": true}',
+    ]
