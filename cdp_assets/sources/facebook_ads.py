@@ -330,11 +330,21 @@ class _Graph:
         after the last page. Only the SDK's "no next" flag ends the edge.
         """
         cursor = self.call(first)
+        seen: set[str] = set()
         while True:
             yield [cursor[i] for i in range(len(cursor))]
             finished = getattr(cursor, "_finished_iteration", None)
             if finished:
                 return
+            # The SDK asks for the page after `params["after"]`, the cursor the last page gave. A cursor
+            # given twice would have it read the same pages forever: fail, saying so.
+            after = str(cursor.params.get("after"))
+            if after in seen:
+                raise FacebookAdsError(
+                    f"Graph sent the paging cursor {after!r} twice on {cursor._path[-1]} of {cursor._path[0]}: "
+                    f"it would page forever. Stopped after {len(seen) + 1} pages; the run can be retried."
+                )
+            seen.add(after)
             loaded = self.call(cursor.load_next_page)
             if finished is None and not loaded:
                 return  # an SDK without the flag: its return value is all there is to go by

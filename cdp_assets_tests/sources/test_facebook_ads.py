@@ -385,3 +385,20 @@ def test_an_empty_page_with_a_next_cursor_does_not_end_the_edge(
 def _equivalent_cursor(position: int) -> str:
     """Another cursor string for the stand-in's `position` (it reads "pos:02" as 2)."""
     return base64.urlsafe_b64encode(f"pos:0{position}".encode()).decode().rstrip("=")
+
+
+def test_a_repeated_paging_cursor_fails_the_run_instead_of_paging_forever(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline
+) -> None:
+    app, server = graph
+    # The page after cursor 2 keeps pointing back at cursor 2 (times: enough to be "forever" here).
+    repeated = {"data": [], "paging": {"cursors": {"after": graph_cursor(2)}, "next": "x"}}
+    app.inject(Fault(Response.json(repeated), times=500, path=r"/campaigns$", args={"after": graph_cursor(2)}))
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server, page_size=2), None, "campaigns")
+    error = find_cause(failed.value, FacebookAdsError)
+    assert "sent the paging cursor" in str(error) and "twice on campaigns" in str(error)
+    # It stopped at the first repeat, before asking a third time (it used to ask 500 times, and forever
+    # against a real loop).
+    assert len(app.requests("GET", r"/campaigns$")) == 2
+    assert pipeline.state.get("sources", {}).get("facebook_ads") is None  # nothing committed, no cursor
