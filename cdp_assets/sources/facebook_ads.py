@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import dlt
 import requests
@@ -262,10 +262,45 @@ def classify() -> Callable[[BaseException], Decision]:
     return decide
 
 
+def _redact(text: str, token: str) -> str:
+    """`text` with the access token (as written, or URL-encoded as in a request URL) left out."""
+    for form in {token, quote(token, safe=""), quote_plus(token)}:
+        text = text.replace(form, "[access token]")
+    return text
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and every error it was raised from or while handling (what dlt and Dagster record)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _mentions(exc: BaseException, token: str) -> bool:
+    return any(_redact(str(e), token) != str(e) for e in _chain(exc))
+
+
+def _scrubbed(exc: BaseException, token: str) -> BaseException:
+    """An error of the same kind saying the same, the token left out of it and of what caused it."""
+    message = _redact(str(exc), token)
+    for cause in list(_chain(exc))[1:]:
+        text = _redact(str(cause), token)
+        if text not in message:  # a wrapper usually quotes what it wraps: say it once
+            message += f" (caused by {type(cause).__name__}: {text})"
+    try:
+        scrubbed = type(exc)(message)
+    except Exception:  # a class that takes other arguments: the source's own error says it
+        return FacebookAdsError(f"{type(exc).__name__}: {message}")
+    return scrubbed if str(scrubbed) == message else FacebookAdsError(f"{type(exc).__name__}: {message}")
+
+
 def _clear_error(exc: FacebookRequestError, token: str) -> FacebookAdsError:
     code, subcode = exc.api_error_code(), exc.api_error_subcode()
     # Graph quotes a malformed token back in its message: never let it through.
-    message = (exc.api_error_message() or exc.get_message() or "").replace(token, "[access token]")
+    message = _redact(exc.api_error_message() or exc.get_message() or "", token)
     detail = f"code {code}" + (f", subcode {subcode}" if subcode else "")
     if code == AUTH_CODE:
         return FacebookAuthError(
@@ -308,14 +343,23 @@ class _Graph:
         self._accounts: list[str] | None = None
 
     def call(self, fn: Callable[[], T]) -> T:
+        token = self.config.access_token
         try:
             return self.policy.call(fn)
         except FacebookRequestError as exc:
-            error = _clear_error(exc, self.config.access_token)
-            if isinstance(error, FacebookAuthError):
-                # Not chained: the SDK's error prints Graph's answer verbatim, token quotes included.
-                raise error from None
-            raise error from exc
+            failure: BaseException = _clear_error(exc, token)
+            # The SDK's error prints Graph's answer verbatim (a 190 quotes the token back).
+            if not isinstance(failure, FacebookAuthError) and not _mentions(exc, token):
+                raise failure from exc
+        except Exception as exc:
+            # The token travels in the query string, so a connection error's text (urllib3 names the URL)
+            # and the RetriesExhausted built from it carry it.
+            if not _mentions(exc, token):
+                raise
+            failure = _scrubbed(exc, token)
+        # Raised here, outside the handler, so the original is neither its cause nor its context: dlt
+        # walks even a suppressed context into its trace file, and Dagster and tracebacks print causes.
+        raise failure
 
     def pages(self, first: Callable[[], Cursor]) -> Iterator[list[Any]]:
         """Every page of an edge, each fetch under the policy.

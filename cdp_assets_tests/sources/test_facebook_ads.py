@@ -35,7 +35,7 @@ from cdp_assets.sources.facebook_ads import (
     throttle_wait_seconds,
 )
 from cdp_assets.sources.policy import CallStats, RetriesExhausted, RetryAfterTooLong
-from cdp_assets_tests.sources.helpers import duckdb_pipeline, find_cause, query
+from cdp_assets_tests.sources.helpers import cause_chain, duckdb_pipeline, find_cause, query
 
 DATASET = "raw_facebook_ads"
 DAY = date.fromisoformat
@@ -269,6 +269,7 @@ def test_an_invalid_token_stops_at_once_with_a_clear_message(
     # Graph quoted the token back ("Malformed access token EAAB..."): it appears nowhere, traceback included.
     assert "Malformed access token" in str(error)
     assert secret not in "".join(traceback.format_exception(failed.value))
+    assert all(secret not in str(e) for e in cause_chain(failed.value))  # dlt's trace file keeps every link
     # One call per resource that got as far as asking; none of them was retried.
     assert stats.retries == 0 and stats.calls == len(app.log) <= 4
 
@@ -402,3 +403,27 @@ def test_a_repeated_paging_cursor_fails_the_run_instead_of_paging_forever(
     # against a real loop).
     assert len(app.requests("GET", r"/campaigns$")) == 2
     assert pipeline.state.get("sources", {}).get("facebook_ads") is None  # nothing committed, no cursor
+
+
+def test_the_access_token_in_a_failed_request_s_url_reaches_no_error_log_or_trace_file(
+    pipeline: dlt.Pipeline, tmp_path: Path
+) -> None:
+    # Graph takes the token as a query parameter, and urllib3 names the URL when it cannot connect: a
+    # port nothing listens on (a stand-in started, then closed).
+    closed = SandboxServer(FacebookSandbox())
+    port = closed.port
+    closed.httpd.server_close()
+    secret = "EAAB-a-real-looking-token-0123456789"
+    config = FacebookAdsConfig.for_sandbox(
+        f"http://127.0.0.1:{port}", end_date=RUN1_END, access_token=secret, max_attempts=2
+    )
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, config, None, "campaigns")
+    error = find_cause(failed.value, RetriesExhausted)
+    # Still says what happened and where, with the token left out.
+    assert "Connection refused" in str(error) and "access_token=[access token]" in str(error)
+    assert secret not in "".join(traceback.format_exception(failed.value))
+    assert all(secret not in str(e) for e in cause_chain(failed.value))  # dlt walks every link
+    assert secret not in str(pipeline.last_trace)
+    for path in tmp_path.rglob("*"):  # dlt's trace file keeps the whole chain
+        assert not path.is_file() or secret.encode() not in path.read_bytes(), path
