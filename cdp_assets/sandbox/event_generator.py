@@ -865,6 +865,10 @@ class _Journeys:
             self._product_use(steps, person, devices[0], person.user_id, person.signed_up_at)
         for device in devices[1:]:
             self._other_device(steps, person, device)
+        for anonymous_id in person.borrowed_anonymous_ids:
+            self._borrowed_device(
+                steps, person, _make_device(random.Random(anonymous_id), anonymous_id, person.country)
+            )
         self._consent(steps, person, devices[0])
         steps.sort(key=lambda s: s.at)  # stable: steps at the same moment keep their order
         return steps
@@ -1035,11 +1039,25 @@ class _Journeys:
             self._browse(steps, device, at, rng.randint(1, 3))
             return
         room = WORLD_END - person.signed_up_at - timedelta(hours=2)
-        at = person.signed_up_at + timedelta(hours=1) + rng.random() * room
+        self._login_visit(
+            steps, person, person.user_id, device, person.signed_up_at + timedelta(hours=1) + rng.random() * room
+        )
+
+    def _borrowed_device(self, steps: list[_Step], person: Person, device: _Device) -> None:
+        """A visit on a colleague's laptop: some anonymous browsing, then this person logs in there."""
+        if person.user_id is None or person.signed_up_at is None:
+            return
+        room = WORLD_END - person.signed_up_at - timedelta(hours=3)
+        at = person.signed_up_at + timedelta(hours=2) + self._rng.random() * room
+        self._login_visit(steps, person, person.user_id, device, at)
+
+    def _login_visit(self, steps: list[_Step], person: Person, user_id: str, device: _Device, at: datetime) -> None:
+        """Some browsing on `device`, then `person` logs in there and opens an app page."""
+        rng = self._rng
         session, at = self._browse(steps, device, at, rng.randint(1, 2))
         self._web_step(steps, at, self._web.page, session, _LOGIN_PAGE)
         traits = {"email": person.email_as_typed(rng)}
-        self._web_step(steps, at + timedelta(seconds=20), self._web.identify, session, person.user_id, traits)
+        self._web_step(steps, at + timedelta(seconds=20), self._web.identify, session, user_id, traits)
         self._web_step(steps, at + timedelta(seconds=40), self._web.page, session, rng.choice(_APP_PAGES))
 
     def _consent(self, steps: list[_Step], person: Person, device: _Device) -> None:

@@ -18,7 +18,7 @@ import random
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
@@ -48,6 +48,8 @@ INTERNAL_SHARE = 0.03
 TEST_SHARE = 0.02
 EMAIL_OPT_OUT_SHARE = 0.08
 RESUBSCRIBE_SHARE = 0.25
+# Signed-up people who also log in on a colleague's laptop (a shared device identity must not merge).
+SHARED_DEVICE_SHARE = 0.03
 
 _FIRST_NAMES = (
     "Aarav",
@@ -329,6 +331,8 @@ class Person:
     consent_changes: tuple[ConsentChange, ...]
     is_internal: bool
     is_test: bool
+    # Devices of colleagues this person also logged in on (each is still its owner's: `anonymous_ids`).
+    borrowed_anonymous_ids: tuple[str, ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -424,6 +428,8 @@ def build_world(seed: int = 7, people: int = 2000, companies: int = 300) -> Worl
     rng = random.Random(seed)
     company_list = _build_companies(rng, companies)
     person_list = _build_people(rng, people, company_list)
+    # Its own generator, so adding shared devices left every other draw of the world as it was.
+    person_list = _share_devices(random.Random(f"{seed}-shared-devices"), person_list)
     return _index(seed, company_list, person_list)
 
 
@@ -527,6 +533,23 @@ def _build_people(rng: random.Random, count: int, companies: Sequence[Company]) 
         company = companies[0] if kind == "internal" else rng.choices(others, cum_weights=cum_weights)[0]
         people.append(_make_person(rng, index, kind, company, index in opt_out, taken_emails))
     return tuple(people)
+
+
+def _share_devices(rng: random.Random, people: tuple[Person, ...]) -> tuple[Person, ...]:
+    """Some signed-up people also log in on the laptop of a colleague who signed up too."""
+    by_company: dict[str, list[Person]] = {}
+    for person in people:
+        if person.user_id is not None and not person.is_internal:
+            by_company.setdefault(person.company.company_id, []).append(person)
+    candidates = [p for colleagues in by_company.values() if len(colleagues) > 1 for p in colleagues]
+    borrowers = rng.sample(candidates, min(len(candidates), round(SHARED_DEVICE_SHARE * len(candidates))))
+    borrowed: dict[str, str] = {}
+    for person in borrowers:
+        colleagues = [c for c in by_company[person.company.company_id] if c.person_id != person.person_id]
+        borrowed[person.person_id] = rng.choice(colleagues).anonymous_ids[0]
+    return tuple(
+        replace(p, borrowed_anonymous_ids=(borrowed[p.person_id],)) if p.person_id in borrowed else p for p in people
+    )
 
 
 def _make_person(

@@ -316,6 +316,25 @@ def test_anonymous_ids_merge_with_email_then_user_id(dump: Dump) -> None:
     assert len(merged) >= 3
 
 
+def test_some_people_log_in_on_a_colleagues_laptop(tmp_path: Path) -> None:
+    """A shared device: two signed-up colleagues, each identified on it; it stays its owner's device."""
+    world = build_world()
+    events = good_events(generate(tmp_path, events=20000), "web")
+    users_by_device: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e.get("userId") and e.get("anonymousId"):
+            users_by_device[e["anonymousId"]].add(e["userId"])
+    shared = {device: users for device, users in users_by_device.items() if len(users) > 1}
+    assert shared
+    for device, users in shared.items():
+        owner = world.person_by_anonymous_id(device)
+        assert owner is not None and owner.user_id in users
+        for user in users - {owner.user_id}:
+            borrower = world.person_by_user_id(user)
+            assert borrower is not None and device in borrower.borrowed_anonymous_ids
+            assert borrower.company == owner.company
+
+
 def test_journeys_match_the_world(dump: Dump) -> None:
     world = build_world()
     events = good_events(dump)
@@ -329,7 +348,7 @@ def test_journeys_match_the_world(dump: Dump) -> None:
     assert any(len(devices) > 1 for devices in devices_by_user.values())
     for user_id, devices in devices_by_user.items():
         person = world.person_by_user_id(user_id)
-        assert person is not None and devices <= set(person.anonymous_ids)
+        assert person is not None and devices <= {*person.anonymous_ids, *person.borrowed_anonymous_ids}
     assert any(e["type"] == "group" and world.company(e["groupId"]) for e in events)
     assert any(e["type"] == "alias" and e["previousId"] for e in events)
 
