@@ -52,6 +52,7 @@ from cdp_assets.settings import SettingsError
 from cdp_assets.sources.daily_reports import date_chunks, lookback_cursor, report_days
 from cdp_assets.sources.facebook_graph import AD_FIELDS, ADSET_FIELDS, CAMPAIGN_FIELDS, INSIGHT_FIELDS, TIME_FORMAT
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry
+from cdp_assets.sources.responses import BadResponse, parse_json
 
 T = TypeVar("T")
 
@@ -255,11 +256,18 @@ def classify() -> Callable[[BaseException], Decision]:
             if code in TRANSIENT_CODES or exc.api_transient_error() or (exc.http_status() or 0) >= 500:
                 return Retry()
             return None
-        if isinstance(exc, requests.ConnectionError | requests.Timeout):
+        if isinstance(exc, requests.ConnectionError | requests.Timeout | BadResponse):
             return Retry()
         return None
 
     return decide
+
+
+def _require_json(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A response hook: Graph answers everything, errors included, in JSON. Anything else (a proxy's HTML
+    page, a body cut short) raises BadResponse before the SDK reads it: the SDK turns such a body into a
+    `TypeError` ("string indices must be integers") or, for a page, into objects built from a string."""
+    parse_json("Graph", response)
 
 
 def _redact(text: str, token: str) -> str:
@@ -327,6 +335,7 @@ class _Graph:
         session = FacebookSession(access_token=config.access_token, timeout=config.request_timeout_seconds)
         # On the instance, not the class: other code in the process keeps talking to its own Graph.
         session.GRAPH = config.graph_url.rstrip("/")
+        session.requests.hooks["response"].append(_require_json)
         self.api = FacebookAdsApi(session, api_version=config.api_version)
         self.policy = ApiPolicy(
             name="facebook_ads",

@@ -427,3 +427,35 @@ def test_the_access_token_in_a_failed_request_s_url_reaches_no_error_log_or_trac
     assert secret not in str(pipeline.last_trace)
     for path in tmp_path.rglob("*"):  # dlt's trace file keeps the whole chain
         assert not path.is_file() or secret.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(
+            502, "<html><body><h1>502 Bad Gateway</h1>An error occurred.</body></html>", {"Content-Type": "text/html"}
+        ),
+        Response(200, b'{"data": [{"id": "1", "na', {"Content-Type": "application/json"}),
+        Response(200, b'{"data": [], "name": "\xff\xfe"}', {"Content-Type": "application/json"}),
+    ],
+    ids=["an HTML error page", "JSON cut short", "not UTF-8"],
+)
+def test_an_answer_that_is_not_json_is_retried_and_then_named_clearly(
+    graph: tuple[FacebookSandbox, SandboxServer], pipeline: dlt.Pipeline, answer: Response
+) -> None:
+    app, server = graph
+    # Once: retried like a 5xx, and the data is complete.
+    app.inject(Fault(answer, path=r"/campaigns$"))
+    stats = CallStats()
+    _run(pipeline, _config(server), stats, "campaigns")
+    assert stats.errors == {"BadResponse": 1} and stats.retries == 1
+    assert sorted(_campaign_names(pipeline)) == sorted(c.id for c in app.objects("campaign"))
+
+    # Every time: the run fails saying what came back (it used to be the SDK's "string indices must be
+    # integers", not retried), and the token stays out of it.
+    app.inject(Fault(answer, path=r"/campaigns$", times=10))
+    with pytest.raises(PipelineStepFailed) as failed:
+        _run(pipeline, _config(server, max_attempts=2), None, "campaigns")
+    error = str(find_cause(failed.value, RetriesExhausted))
+    assert f"Graph answered GET /v26.0/act_{next(iter(app.accounts))}/campaigns with HTTP {answer.status}" in error
+    assert "a body that is not JSON" in error and app.access_token not in error
