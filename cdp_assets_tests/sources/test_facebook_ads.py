@@ -236,7 +236,7 @@ def test_every_throttling_code_is_retried(graph: tuple[FacebookSandbox, SandboxS
     app, server = graph
     codes = (4, 17, 32, 613, 80000, 80004)
     for code in codes:  # one after the other on the same edge: six throttles, six retries
-        app.inject(throttle_fault(code=code, path=r"/campaigns$"))
+        app.inject(throttle_fault(code=code, minutes=0.001, path=r"/campaigns$"))
     stats = CallStats()
     _run(pipeline, _config(server, max_attempts=len(codes) + 1), stats, "campaigns")
     assert stats.retries == len(codes)
