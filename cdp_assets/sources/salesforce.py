@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import dlt
@@ -52,6 +53,9 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 
 from cdp_assets.sources.http_adapters import SandboxRewriteAdapter, TimeoutAdapter
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry, Stop, retry_after
+from cdp_assets.sources.responses import BadResponse, bad_response
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +245,10 @@ class SalesforceClient:
     def __init__(self, config: SalesforceConfig, stats: CallStats | None = None):
         self.config = config
         self.session = build_session(config)
-        # simple-salesforce's exceptions drop the response headers, so Retry-After is read here.
+        # simple-salesforce's exceptions drop the response headers, so Retry-After is read here; and it
+        # parses bodies itself, so a body that is not JSON is described from the response kept here.
         self._last_headers: Mapping[str, str] = {}
+        self._last_response: requests.Response | None = None
         self.session.hooks["response"].append(self._remember_headers)
         self.policy = ApiPolicy(
             name="salesforce",
@@ -261,13 +267,28 @@ class SalesforceClient:
 
     def _remember_headers(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_headers = response.headers
+        self._last_response = response
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """`fn` under the policy, a body that is not JSON (an HTML maintenance page, a body cut short)
+        raised as BadResponse, which is retried, instead of the library's bare decode error."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except requests.JSONDecodeError as exc:
+                if self._last_response is None:
+                    raise
+                raise bad_response("Salesforce", self._last_response) from exc
+
+        return self.policy.call(attempt)
 
     def connect(self) -> Salesforce:
         if self._sf is None:
             if self.config.auth_mode == "session":
                 self._sf = self._salesforce()  # no call: the session id is used as it is
             else:
-                self._sf = self.policy.call(self._salesforce)
+                self._sf = self._call(self._salesforce)
         return self._sf
 
     def _salesforce(self) -> Salesforce:
@@ -283,7 +304,7 @@ class SalesforceClient:
 
     def describe(self, sobject: str) -> list[dict[str, Any]]:
         sf = self.connect()
-        result = self.policy.call(lambda: sf.restful(f"sobjects/{sobject}/describe"))
+        result = self._call(lambda: sf.restful(f"sobjects/{sobject}/describe"))
         return list((result or {}).get("fields", []))
 
     def query_pages(self, soql: str) -> Iterator[list[dict[str, Any]]]:
@@ -293,15 +314,17 @@ class SalesforceClient:
         """
         sf = self.connect()
         headers = {"Sforce-Query-Options": f"batchSize={self.config.batch_size}"}
-        page = self.policy.call(lambda: sf.query(soql, include_deleted=True, headers=headers))
+        page = self._call(lambda: sf.query(soql, include_deleted=True, headers=headers))
+        seen: set[str] = set()
         while True:
             self._watch_usage(sf)
-            yield list(page.get("records", []))
-            if page.get("done", True):
+            records, next_url = _checked_page(page, soql, seen)
+            yield records
+            if next_url is None:
                 return
-            next_url = page["nextRecordsUrl"]
+            seen.add(next_url)
             # identifier_is_url: nextRecordsUrl is a path; without it the path is appended to the query URL.
-            page = self.policy.call(
+            page = self._call(
                 lambda url=next_url: sf.query_more(url, identifier_is_url=True, headers=headers)  # type: ignore[misc]
             )
 
@@ -331,9 +354,46 @@ class SalesforceClient:
             if exc.status == 429:
                 return Retry(after=retry_after(self._last_headers))
             return Retry() if exc.status >= 500 else None
-        if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
+        if isinstance(
+            exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError | BadResponse
+        ):
             return Retry()
         return None
+
+
+class SalesforcePayloadError(RuntimeError):
+    """Salesforce answered JSON of a shape the REST API does not document (not retried: it would repeat)."""
+
+
+def _excerpt(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _checked_page(page: Any, soql: str, seen: set[str]) -> tuple[list[dict[str, Any]], str | None]:
+    """A query page's records and the next page's URL (None: the last page), or SalesforcePayloadError.
+
+    Without these checks a page with no `records` list crashed with a TypeError, one that is not `done`
+    but names no next page with KeyError 'nextRecordsUrl', and a next page naming itself again looped.
+    """
+    found = re.search(r"\bFROM\s+(\w+)", soql)
+    query = f"the {found.group(1) if found else 'SOQL'} query"
+    records = page.get("records") if isinstance(page, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SalesforcePayloadError(f"a page of {query} has no list of records: {_excerpt(page)}")
+    if page.get("done", True) is True:
+        return records, None
+    next_url = page.get("nextRecordsUrl")
+    if not isinstance(next_url, str) or not next_url:
+        raise SalesforcePayloadError(
+            f"a page of {query} is not the last (done: {page.get('done')!r}) but names no nextRecordsUrl; "
+            "the rest of the query cannot be read"
+        )
+    if next_url in seen:
+        raise SalesforcePayloadError(
+            f"a page of {query} names {next_url} as the next page a second time: it would page forever"
+        )
+    return records, next_url
 
 
 def _error_codes(content: Any) -> set[str]:

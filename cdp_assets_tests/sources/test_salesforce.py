@@ -11,7 +11,7 @@ import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from cdp_assets.sandbox.http import SandboxServer
+from cdp_assets.sandbox.http import Fault, Response, SandboxServer
 from cdp_assets.sandbox.salesforce import (
     SANDBOX_CONSUMER_SECRET,
     SANDBOX_SESSION_ID,
@@ -22,16 +22,17 @@ from cdp_assets.sandbox.salesforce import (
 )
 from cdp_assets.sandbox.world import World, build_world
 from cdp_assets.sources.http_adapters import SandboxRewriteAdapter, TimeoutAdapter
-from cdp_assets.sources.policy import CallStats, QuotaExhausted
+from cdp_assets.sources.policy import CallStats, QuotaExhausted, RetriesExhausted
 from cdp_assets.sources.salesforce import (
     SALESFORCE_OBJECTS,
     SalesforceClient,
     SalesforceConfig,
     SalesforceConfigError,
+    SalesforcePayloadError,
     build_session,
     salesforce_source,
 )
-from cdp_assets_tests.sources.helpers import cause_chain, duckdb_pipeline, query
+from cdp_assets_tests.sources.helpers import cause_chain, duckdb_pipeline, find_cause, query
 
 DATASET = "raw_salesforce"
 TABLES = {spec.table: spec.sobject for spec in SALESFORCE_OBJECTS}
@@ -331,3 +332,63 @@ def test_the_production_session_keeps_real_urls_and_the_environment() -> None:
     for url in ("https://login.salesforce.com", "http://example.com"):
         adapter = sandbox.get_adapter(url)
         assert isinstance(adapter, SandboxRewriteAdapter) and adapter.netloc == "127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(200, "<html><body>Down for maintenance, error</body></html>", {"Content-Type": "text/html"}),
+        Response(200, b'{"totalSize": 5, "done": true, "records": [{"Id": "00Q', {"Content-Type": "application/json"}),
+    ],
+    ids=["an HTML page", "JSON cut short"],
+)
+def test_a_query_answer_that_is_not_json_is_retried_and_then_named_clearly(
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, answer: Response
+) -> None:
+    app.inject(Fault(answer, path=r"/queryAll/?$"))
+    stats = CallStats()
+    run(pipeline, config, "lead", stats=stats)
+    assert stats.errors == {"BadResponse": 1} and stats.retries == 1
+    assert count(pipeline, "lead") == len(app.records("Lead", include_deleted=True))
+
+    app.inject(Fault(answer, path=r"/queryAll/?$", times=10))
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, SalesforceConfig.for_sandbox(app_url(config), max_attempts=2, backoff_seconds=0.01), "lead")
+    # It used to be json's bare "Expecting value: line 1 column 1 (char 0)", not retried.
+    error = str(find_cause(failed.value, RetriesExhausted))
+    assert "Salesforce answered GET /services/data/v59.0/queryAll/ with HTTP 200 and a body that is not JSON" in error
+
+
+@pytest.mark.parametrize(
+    ("page", "says"),
+    [
+        ({"totalSize": 0, "done": True, "records": None}, "has no list of records"),
+        ({"totalSize": 900, "done": False, "records": []}, "is not the last (done: False) but names no nextRecordsUrl"),
+        (
+            {
+                "totalSize": 900,
+                "done": False,
+                "records": [],
+                "nextRecordsUrl": "/services/data/v59.0/queryAll/01gX-200",
+            },
+            "names /services/data/v59.0/queryAll/01gX-200 as the next page a second time",
+        ),
+    ],
+    ids=["records null", "not done without a next page", "a next page naming itself"],
+)
+def test_a_query_page_of_the_wrong_shape_fails_with_what_is_wrong(
+    app: SalesforceSandbox, config: SalesforceConfig, pipeline: dlt.Pipeline, page: dict[str, Any], says: str
+) -> None:
+    app.inject(Fault(Response.json(page), path=r"/queryAll/?$"))
+    app.inject(Fault(Response.json(page), path=r"/queryAll/01gX-200$", times=100))  # a loop, if followed
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, config, "lead")
+    error = find_cause(failed.value, SalesforcePayloadError)
+    # It used to be a TypeError, KeyError 'nextRecordsUrl', or the same page read until the fault ran out.
+    assert f"a page of the Lead query {says}" in str(error)
+    assert len(app.requests("GET", r"/queryAll/01gX-200$")) <= 1
+    assert pipeline.state.get("sources", {}).get("salesforce") is None  # nothing committed, no cursor
+
+
+def app_url(config: SalesforceConfig) -> str:
+    return f"http://{config.sandbox_netloc}"
