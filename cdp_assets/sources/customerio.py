@@ -58,6 +58,7 @@ from dlt.sources.helpers.requests import Session
 
 from cdp_assets.sources.http_adapters import SandboxRewriteAdapter
 from cdp_assets.sources.policy import ApiPolicy, CallStats, Decision, Retry, retry_after
+from cdp_assets.sources.responses import BadResponse, parse_json
 
 Obj = dict[str, Any]
 
@@ -84,6 +85,10 @@ class CustomerIOConfigError(ValueError):
 
 class CustomerIOAuthError(RuntimeError):
     """Customer.io refused a key (401/403); not retried."""
+
+
+class CustomerIOPayloadError(RuntimeError):
+    """The App API answered JSON it does not document (a cursor repeated, not an object); not retried."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ def classify_customerio_error(exc: BaseException) -> Decision:
         if status == 429 or status >= 500:
             return Retry(retry_after(exc.response.headers))
         return None
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
+    if isinstance(exc, requests.ConnectionError | requests.Timeout | BadResponse):
         return Retry()
     return None
 
@@ -186,8 +191,14 @@ class _AppClient:
 
     def request(self, method: str, path: str, params: Obj | None = None, body: Obj | None = None) -> Obj:
         url = f"{self.config.app_base_url}/v1/{path}"
+
+        def attempt() -> Obj:
+            # Parsed inside the retried call: a body that is not JSON (a proxy's HTML page, a body cut
+            # short) is BadResponse, retried, instead of a bare "Expecting value" after the call.
+            return parse_json("Customer.io", self.session.request(method, url, params=params, json=body))
+
         try:
-            response = self.policy.call(lambda: self.session.request(method, url, params=params, json=body))
+            data = self.policy.call(attempt)
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             if status in (401, 403):
@@ -196,13 +207,16 @@ class _AppClient:
                     "CUSTOMERIO_APP_API_KEY: it must be an App API key (Bearer), not a Track API key."
                 ) from exc
             raise
-        return response.json()
+        if not isinstance(data, dict):
+            raise CustomerIOPayloadError(f"Customer.io answered {method} /v1/{path} with JSON that is not an object")
+        return data
 
     def pages(
         self, path: str, key: str, params: Obj | None = None, method: str = "GET", body: Obj | None = None
     ) -> Iterator[list[Obj]]:
         """A cursor endpoint's pages: the response's `next` goes back as `start` until it is empty."""
         query = dict(params or {})
+        seen: set[str] = set()
         while True:
             data = self.request(method, path, params=query, body=body)
             rows = data.get(key) or []
@@ -211,6 +225,13 @@ class _AppClient:
             token = data.get("next")
             if not token or not rows:
                 return
+            if str(token) in seen:
+                # The same cursor again would read the same pages forever (and load them again).
+                raise CustomerIOPayloadError(
+                    f"Customer.io sent the cursor {str(token)[:60]!r} twice on {method} /v1/{path}: it would page "
+                    f"forever. Stopped after {len(seen) + 1} pages; nothing of this run was committed."
+                )
+            seen.add(str(token))
             query["start"] = token
 
     def activities(self, since: int | None, **filters: Any) -> Iterator[Obj]:

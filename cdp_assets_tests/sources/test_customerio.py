@@ -20,12 +20,13 @@ from cdp_assets.sandbox.customerio import (
     rate_limit_fault,
     server_error_fault,
 )
-from cdp_assets.sandbox.http import SandboxServer
+from cdp_assets.sandbox.http import Fault, Response, SandboxServer
 from cdp_assets.sandbox.world import World
 from cdp_assets.sources.customerio import (
     CustomerIOAuthError,
     CustomerIOConfig,
     CustomerIOConfigError,
+    CustomerIOPayloadError,
     SandboxTrackClient,
     customerio_source,
     track_client,
@@ -311,3 +312,41 @@ def test_config_keeps_secrets_out_of_repr_and_reads_the_environment() -> None:
         track_client(CustomerIOConfig(app_api_key="app-only"))
     with pytest.raises(CustomerIOConfigError, match="App API key"):
         customerio_source(CustomerIOConfig(site_id="s", track_api_key="t"))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Response(200, "<html><body>Maintenance: an error occurred</body></html>", {"Content-Type": "text/html"}),
+        Response(200, b'{"messages": [{"id": "1"', {"Content-Type": "application/json"}),
+    ],
+    ids=["an HTML page", "JSON cut short"],
+)
+def test_an_answer_that_is_not_json_is_retried_and_then_named_clearly(
+    app: CustomerIOSandbox, config: CustomerIOConfig, pipeline: dlt.Pipeline, answer: Response
+) -> None:
+    app.inject(Fault(answer, path=r"/v1/messages$"))
+    stats = CallStats()
+    run(pipeline, config, "messages", stats=stats)
+    assert stats.errors == {"BadResponse": 1} and stats.retries == 1
+    assert query(pipeline, f"SELECT count(*) FROM {DATASET}.messages") == [(len(app.messages),)]
+
+    app.inject(Fault(answer, path=r"/v1/messages$", times=10))
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, CustomerIOConfig.for_sandbox(config.app_base_url, max_attempts=2), "messages")
+    # It used to be json's bare "Expecting value: line 1 column 1 (char 0)", not retried.
+    error = str(find_cause(failed.value, RetriesExhausted))
+    assert "Customer.io answered GET /v1/messages with HTTP 200 and a body that is not JSON" in error
+
+
+def test_a_repeated_cursor_fails_the_run_instead_of_paging_forever(
+    app: CustomerIOSandbox, config: CustomerIOConfig, pipeline: dlt.Pipeline
+) -> None:
+    page = {"messages": [{"id": "dup-1", "created": 1700000000}], "next": "SAME"}
+    app.inject(Fault(Response.json(page), path=r"/v1/messages$", times=100))  # "forever", as far as a test goes
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, config, "messages")
+    error = find_cause(failed.value, CustomerIOPayloadError)
+    assert "sent the cursor 'SAME' twice on GET /v1/messages" in str(error)
+    # Stopped at the first repeat; it used to ask until the answers changed.
+    assert len(app.requests("GET", r"/v1/messages$")) == 2
