@@ -173,7 +173,10 @@ def classify_customerio_error(exc: BaseException) -> Decision:
 # ------------------------------------------------------------------------------------------- App API
 
 
-class _AppClient:
+class AppClient:
+    """Customer.io's App API (api.customer.io/v1) through ApiPolicy: the extract's reads, and the
+    reverse-ETL audience check of a manual segment's membership."""
+
     def __init__(self, config: CustomerIOConfig, stats: CallStats) -> None:
         if not config.app_api_key:
             raise CustomerIOConfigError("the Customer.io extract needs an App API key (CUSTOMERIO_APP_API_KEY)")
@@ -260,11 +263,11 @@ class _AppClient:
 
 def customerio_source(config: CustomerIOConfig, stats: CallStats | None = None) -> DltSource:
     """The `customerio` dlt source. Build a fresh one for every run (dagster-notes P1)."""
-    return _customerio(_AppClient(config, stats if stats is not None else CallStats()))
+    return _customerio(AppClient(config, stats if stats is not None else CallStats()))
 
 
 @dlt.source(name="customerio")
-def _customerio(client: _AppClient) -> list[DltResource]:
+def _customerio(client: AppClient) -> list[DltResource]:
     segments = _listed(client, "segments")
     return [
         _customers(client),
@@ -278,7 +281,7 @@ def _customerio(client: _AppClient) -> list[DltResource]:
     ]
 
 
-def _customers(client: _AppClient) -> DltResource:
+def _customers(client: AppClient) -> DltResource:
     def customers() -> Iterator[list[Obj]]:
         state = dlt.current.resource_state()
         cursor: int | None = state.get("activity_cursor")
@@ -323,7 +326,7 @@ def _customers(client: _AppClient) -> DltResource:
     )
 
 
-def _unsubscribes(client: _AppClient) -> DltResource:
+def _unsubscribes(client: AppClient) -> DltResource:
     def unsubscribes(
         timestamp: dlt.sources.incremental[int] = dlt.sources.incremental("timestamp", initial_value=None),
     ) -> Iterator[list[Obj]]:
@@ -348,7 +351,7 @@ def _unsubscribes(client: _AppClient) -> DltResource:
     return dlt.resource(unsubscribes, name="unsubscribes", primary_key="id", write_disposition="append")
 
 
-def _suppressions(client: _AppClient) -> DltResource:
+def _suppressions(client: AppClient) -> DltResource:
     def suppressions() -> Iterator[list[Obj]]:
         limit = client.config.page_size
         for kind in ESP_SUPPRESSION_TYPES:
@@ -365,7 +368,7 @@ def _suppressions(client: _AppClient) -> DltResource:
     return dlt.resource(suppressions, name="suppressions", primary_key=("type", "email"), write_disposition="replace")
 
 
-def _optouts(client: _AppClient) -> DltResource:
+def _optouts(client: AppClient) -> DltResource:
     def optouts() -> Iterator[list[Obj]]:
         for page in client.pages("optouts", "optouts", {"limit": client.config.page_size}):
             yield [
@@ -382,7 +385,7 @@ def _optouts(client: _AppClient) -> DltResource:
     return dlt.resource(optouts, name="optouts", primary_key=("cio_id", "channel", "from"), write_disposition="replace")
 
 
-def _listed(client: _AppClient, name: str) -> DltResource:
+def _listed(client: AppClient, name: str) -> DltResource:
     """`campaigns` or `segments`: one call answers the whole list, `{"<name>": [...]}`, merged on `id`."""
 
     def rows() -> Iterator[list[Obj]]:
@@ -393,7 +396,7 @@ def _listed(client: _AppClient, name: str) -> DltResource:
     return dlt.resource(rows, name=name, primary_key="id", write_disposition="merge")
 
 
-def _segment_members(client: _AppClient, segments: DltResource) -> DltResource:
+def _segment_members(client: AppClient, segments: DltResource) -> DltResource:
     def segment_members(items: Obj | list[Obj]) -> Iterator[list[Obj]]:
         for segment in items if isinstance(items, list) else [items]:
             path = f"segments/{segment['id']}/membership"
@@ -409,7 +412,7 @@ def _segment_members(client: _AppClient, segments: DltResource) -> DltResource:
     )
 
 
-def _messages(client: _AppClient) -> DltResource:
+def _messages(client: AppClient) -> DltResource:
     def messages(
         created: dlt.sources.incremental[int] = dlt.sources.incremental("created", initial_value=None),
     ) -> Iterator[list[Obj]]:

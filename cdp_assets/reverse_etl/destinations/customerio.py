@@ -49,7 +49,7 @@ from cdp_assets.reverse_etl.destinations import (
     unencodable,
 )
 from cdp_assets.reverse_etl.spec import SyncSpec
-from cdp_assets.sources.customerio import CustomerIOConfig, _AppClient, track_client
+from cdp_assets.sources.customerio import AppClient, CustomerIOConfig, track_client
 from cdp_assets.sources.policy import (
     ApiPolicy,
     CallStats,
@@ -157,7 +157,7 @@ class CustomerIODestination:
         self.config = config
         self.segment_checks = segment_checks
         self.segment_settle_seconds = segment_settle_seconds
-        self._app: _AppClient | None = None  # the App API, opened on the first membership check
+        self._app: AppClient | None = None  # the App API, opened on the first membership check
         self._notes: list[str] = []
         self.client = track_client(config)
         # Our policy is the only retry layer: it counts retries and honours Retry-After.
@@ -464,7 +464,7 @@ class CustomerIODestination:
         """The ids of a segment's members, from the App API (its pages of up to 30,000)."""
         if self._app is None:
             # Its calls count in this destination's stats (api_calls, retries, waits).
-            self._app = _AppClient(self.config, self.policy.stats)
+            self._app = AppClient(self.config, self.policy.stats)
         found: set[str] = set()
         for page in self._app.pages(f"segments/{segment_id}/membership", "ids", {"limit": MEMBERSHIP_PAGE}):
             found.update(str(member_id) for member_id in page if member_id not in (None, ""))
