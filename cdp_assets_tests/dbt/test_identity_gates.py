@@ -75,28 +75,19 @@ def test_a_run_that_merges_too_much_stops_until_approved(first: tuple[Path, Path
     assert _dbt(tmp, warehouse, GATES).returncode == 0
 
 
+def _gate(warehouse: Path, tmp: Path, gate: str, variables: dict[str, Any]) -> subprocess.CompletedProcess:
+    """Run one gate's dbt test alone, with `variables` set."""
+    return run_dbt(("test", "--select", f"test_name:{gate}"), warehouse, tmp, variables, 300)
+
+
 def test_a_giant_profile_stops_the_run(first: tuple[Path, Path], tmp_path: Path) -> None:
-    _, warehouse = first
     # every profile has a user id and one email; a cap of one identifier makes each a "giant"
-    result = run_dbt(
-        ("test", "--select", "test_name:identity_profile_size"),
-        warehouse,
-        tmp_path,
-        {"identity_max_profile_identifiers": 1},
-        300,
-    )
+    result = _gate(first[1], tmp_path, "identity_profile_size", {"identity_max_profile_identifiers": 1})
     assert result.returncode != 0
     assert "FAIL 6 identity_profile_size_identity_graph" in result.stdout, result.stdout
 
 
 def test_a_rise_in_quarantine_only_warns(first: tuple[Path, Path], tmp_path: Path) -> None:
-    _, warehouse = first
-    result = run_dbt(
-        ("test", "--select", "test_name:identity_quarantined_share"),
-        warehouse,
-        tmp_path,
-        {"identity_max_quarantined_share": -1},
-        300,
-    )
+    result = _gate(first[1], tmp_path, "identity_quarantined_share", {"identity_max_quarantined_share": -1})
     assert result.returncode == 0, result.stdout
     assert "WARN 1 identity_quarantined_share_identity_graph" in result.stdout, result.stdout
